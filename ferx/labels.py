@@ -1,0 +1,11 @@
+"""FER2013's seven labels, in the order of the `emotion` column (0..6)."""
+
+CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+NUM_CLASSES = len(CLASS_NAMES)
+# The CSV's Usage values and the split names used for files and metrics.
+SPLITS: dict[str, str] = {
+    "Training": "train",
+    "PublicTest": "public_test",
+    "PrivateTest": "private_test",
+}
+IMAGE_SIDE = 48

@@ -1,0 +1,149 @@
+"""The one schema for params.yaml, validated before any stage does work.
+
+DVC accepts any key that `dvc exp run -S` is given, typos included, so every stage loads
+params.yaml through `load_params`, which refuses unknown keys, wrong types and out-of-range
+values with one message per problem that names the key (e.g. ``prepare.seeed: unknown key``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from ferx.labels import CLASS_NAMES
+
+DEFAULT_PARAMS_PATH = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or does not match the schema."""
+
+
+def _number_from_yaml(value: Any) -> Any:
+    # PyYAML reads `1e-3` (no dot) as a string; accept numeric strings for float fields,
+    # while a bool stays a type error instead of silently becoming 0.0 or 1.0.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"expected a number, got {value!r}") from None
+    return value
+
+
+Float = Annotated[float, BeforeValidator(_number_from_yaml), Field(strict=False)]
+ClassName = Literal[CLASS_NAMES]  # type: ignore[valid-type]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SyntheticParams(Section):
+    n_samples: int = Field(3000, ge=70, le=200_000)
+    seed: int = Field(0, ge=0)
+
+
+def _unique(names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        raise ValueError(f"names a class twice ({names}); one image per class and folder")
+    return names
+
+
+ProbeClasses = Annotated[list[ClassName], Field(min_length=1), AfterValidator(_unique)]
+
+
+class ProbeParams(Section):
+    seed: int = Field(0, ge=0)
+    # test: classes a model should get right; test2: the rare and confusable ones
+    test: ProbeClasses = ["happy", "surprise", "neutral", "angry"]
+    test2: ProbeClasses = ["disgust", "fear", "sad", "neutral"]
+
+
+class PrepareParams(Section):
+    csv: str = "data/raw/fer2013.csv"
+    out_dir: str = "data/prepared"
+    probes_dir: str = "data/probes"
+    synthetic: SyntheticParams = SyntheticParams()
+    probes: ProbeParams = ProbeParams()
+
+
+class ModelParams(Section):
+    # filters of the four residual modules; the paper's mini-Xception is [16, 32, 64, 128]
+    widths: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
+        default=[16, 32, 64, 128], min_length=1, max_length=6
+    )
+    stem_width: int = Field(8, ge=1, le=256)
+    # per_image: standardise each face (zero mean, unit std); dataset: one global mean/std;
+    # unit: pixels / 255 (the paper's Keras preprocessing scaled to [-1, 1]; both work)
+    normalize: Literal["per_image", "dataset", "unit"] = "per_image"
+
+
+class AugmentParams(Section):
+    hflip: bool = True
+    rotate_deg: Float = Field(10.0, ge=0, le=45)
+    translate: Float = Field(0.1, ge=0, le=0.5)  # fraction of the image side
+    scale: Float = Field(0.1, ge=0, le=0.5)  # +- relative zoom
+
+
+class TrainParams(Section):
+    epochs: int = Field(22, ge=1, le=1000)
+    batch_size: int = Field(64, ge=1, le=8192)
+    eval_batch_size: int = Field(512, ge=1, le=65536)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: Float = Field(1e-3, gt=0, le=10)
+    weight_decay: Float = Field(0.0, ge=0, le=1)
+    momentum: Float = Field(0.9, ge=0, lt=1)  # sgd only
+    schedule: Literal["cosine", "plateau", "constant"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    patience: int = Field(0, ge=0)  # early stopping on PublicTest; 0 turns it off
+    label_smoothing: Float = Field(0.0, ge=0, lt=1)
+    augment: AugmentParams = AugmentParams()
+    model: ModelParams = ModelParams()
+    seed: int = Field(0, ge=0)
+    threads: int = Field(0, ge=0, le=256)  # 0: torch's default
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class Params(Section):
+    prepare: PrepareParams = PrepareParams()
+    train: TrainParams = TrainParams()
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (check the spelling against params.yaml)"
+    message = error["msg"]
+    if error["type"] == "literal_error":
+        message = f"must be {message.removeprefix('Input should be ')}"
+    return f"{key}: {message} (got {error.get('input')!r})"
+
+
+def validate_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a parsed params mapping; raise ParamsError naming every bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ParamsError(f"{source}: {problems}") from None
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS_PATH) -> Params:
+    """Read and validate params.yaml (the single source of truth for every stage)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found (run stages from the project root)") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return validate_params(raw, str(path))

@@ -1,0 +1,129 @@
+"""The prepare stage's work: FER2013 (or the synthetic stand-in) to npz splits and probe PNGs."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ferx.atomic import atomic_dir, write_atomic
+from ferx.fercsv import USAGES, FerTable, parse_fer_csv, read_file_bytes, unpack_csv
+from ferx.labels import CLASS_NAMES, SPLITS
+from ferx.params import PrepareParams
+from ferx.synthetic import make_synthetic_fer
+
+SYNTHETIC_BANNER = """
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!! NO REAL DATA: {csv} does not exist.
+!! Running on the SYNTHETIC stand-in ({n} drawn faces, seed {seed}); every metric is labelled
+!! `source: synthetic` and says nothing about FER2013.
+!! For real results put FER2013 at {csv} (fer2013.csv, .csv.gz, Kaggle's fer2013.tar.gz or the
+!! ICML icml_face_data.csv) and run `dvc repro` again.
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+"""
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # "real" or "synthetic"
+    path: str
+    sha256: str | None
+
+
+def load_source(params: PrepareParams) -> tuple[FerTable, Source]:
+    """Parse the CSV at params.csv, or draw the synthetic set when no file is there."""
+    csv = Path(params.csv)
+    if not csv.exists():
+        syn = params.synthetic
+        print(SYNTHETIC_BANNER.format(csv=csv, n=syn.n_samples, seed=syn.seed), file=sys.stderr)
+        return make_synthetic_fer(syn.n_samples, syn.seed), Source("synthetic", str(csv), None)
+    raw = read_file_bytes(csv)
+    with ThreadPoolExecutor(1) as pool:  # hashing runs beside parsing (both release the GIL)
+        digest = pool.submit(lambda: hashlib.sha256(raw).hexdigest())
+        table = parse_fer_csv(unpack_csv(raw, csv), csv)
+        return table, Source("real", str(csv), digest.result())
+
+
+def write_splits(table: FerTable, out_dir: str | Path) -> dict[str, Path]:
+    """One npz per split: x uint8 (N, 48, 48), y int64 (N), rows in file order."""
+    paths = {}
+    for usage, split in SPLITS.items():
+        x, y = table.split(usage)
+        path = Path(out_dir) / f"{split}.npz"
+        write_atomic(path, lambda tmp, x=x, y=y: _save_npz(tmp, x, y), suffix=".npz")
+        paths[split] = path
+    return paths
+
+
+def _save_npz(path: Path, x: np.ndarray, y: np.ndarray) -> None:
+    # np.savez stamps each member with the current time, so the same arrays would hash
+    # differently on every run and DVC would retrain; a fixed timestamp keeps bytes identical.
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in (("x", x), ("y", y)):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one prepared split, checking what the later stages rely on."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found; run `dvc repro prepare` first")
+    with np.load(path, allow_pickle=False) as data:
+        x, y = data["x"], data["y"]
+    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"{path}: expected x uint8 (N, H, W) and y (N), got {x.shape}, {y.shape}")
+    return x, y.astype(np.int64)
+
+
+def choose_probes(
+    table: FerTable, classes: list[str], seed: int, salt: int = 0
+) -> dict[str, np.ndarray]:
+    """One PrivateTest face per named class, drawn with a seeded generator."""
+    x, y = table.split("PrivateTest")
+    rng = np.random.default_rng([seed, salt])
+    chosen = {}
+    for name in classes:
+        rows = np.flatnonzero(y == CLASS_NAMES.index(name))
+        if rows.size == 0:
+            raise ValueError(f"probe class {name!r} has no PrivateTest image")
+        chosen[name] = x[rng.choice(rows)]
+    return chosen
+
+
+def write_probes(table: FerTable, params: PrepareParams) -> dict[str, list[str]]:
+    """data/probes/test and test2: one <label>.png per class named in params.prepare.probes."""
+    written = {}
+    for salt, folder in enumerate(("test", "test2")):
+        classes = getattr(params.probes, folder)
+        with atomic_dir(Path(params.probes_dir) / folder) as tmp:
+            for name, image in choose_probes(table, classes, params.probes.seed, salt).items():
+                Image.fromarray(image, mode="L").save(tmp / f"{name}.png")
+        written[folder] = sorted(f"{name}.png" for name in classes)
+    return written
+
+
+def summarise(table: FerTable, source: Source, probes: dict[str, list[str]]) -> dict:
+    """The prepare metrics: source, input hash and per-split class counts."""
+    counts = {}
+    for index, usage in enumerate(USAGES):
+        per_class = np.bincount(table.labels[table.usage == index], minlength=len(CLASS_NAMES))
+        counts[SPLITS[usage]] = {
+            "total": int(per_class.sum()),
+            **{n: int(c) for n, c in zip(CLASS_NAMES, per_class, strict=True)},
+        }
+    return {
+        "source": source.kind,
+        "input": source.path,
+        "sha256": source.sha256,
+        "rows": len(table.labels),
+        "counts": counts,
+        "probes": probes,
+    }

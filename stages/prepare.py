@@ -1,0 +1,23 @@
+"""dvc stage `prepare`: FER2013 CSV (or the synthetic stand-in) -> npz splits + probe PNGs."""
+
+import time
+
+from ferx.atomic import write_json
+from ferx.cli import run_stage
+from ferx.params import Params
+from ferx.prepare import load_source, summarise, write_probes, write_splits
+
+
+def main(params: Params) -> None:
+    start = time.perf_counter()
+    table, source = load_source(params.prepare)
+    write_splits(table, params.prepare.out_dir)
+    probes = write_probes(table, params.prepare)
+    summary = summarise(table, source, probes)
+    write_json("metrics/prepare.json", summary)
+    counts = ", ".join(f"{k} {v['total']}" for k, v in summary["counts"].items())
+    print(f"prepare: {source.kind} data, {counts} ({time.perf_counter() - start:.1f} s)")
+
+
+if __name__ == "__main__":
+    run_stage(main)

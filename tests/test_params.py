@@ -1,0 +1,72 @@
+import pytest
+import yaml
+
+from ferx.params import Params, ParamsError, load_params, validate_params
+from tests.conftest import PROJECT_ROOT
+
+
+def test_shipped_params_yaml_is_valid_and_matches_the_defaults():
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    assert params.prepare.csv == "data/raw/fer2013.csv"
+    assert params.train.model.widths == [16, 32, 64, 128]  # the paper's mini-Xception
+
+
+def test_empty_file_gives_defaults(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("")
+    assert load_params(path) == Params()
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragments"),
+    [
+        ({"prepare": {"seeed": 1}}, ["prepare.seeed: unknown key"]),
+        ({"prepar": {}}, ["prepar: unknown key"]),
+        (
+            {"prepare": {"synthetic": {"n_samples": "many"}}},
+            ["prepare.synthetic.n_samples", "integer"],
+        ),
+        ({"prepare": {"synthetic": {"n_samples": 2.5}}}, ["prepare.synthetic.n_samples"]),
+        ({"prepare": {"synthetic": {"n_samples": True}}}, ["prepare.synthetic.n_samples"]),
+        (
+            {"prepare": {"synthetic": {"n_samples": 10}}},
+            ["prepare.synthetic.n_samples", "greater than or equal to 70"],
+        ),
+        (
+            {"prepare": {"probes": {"test": ["happy", "joy"]}}},
+            ["prepare.probes.test.1", "must be 'angry'"],
+        ),
+        (
+            {"prepare": {"probes": {"test2": ["sad", "sad"]}}},
+            ["prepare.probes.test2", "names a class twice"],
+        ),
+        ({"prepare": {"probes": {"test": []}}}, ["prepare.probes.test"]),
+        ({"train": {"lr": -1}}, ["train.lr", "greater than 0"]),
+        ({"train": {"lr": "fast"}}, ["train.lr", "expected a number"]),
+        ({"train": {"lr": True}}, ["train.lr", "boolean"]),
+        ({"train": {"schedule": "linear"}}, ["train.schedule", "'cosine'"]),
+        ({"train": {"epochs": 0, "batch_size": "x"}}, ["train.epochs", "train.batch_size"]),
+        ([1, 2], ["expected a mapping"]),
+    ],
+)
+def test_bad_params_name_the_key(raw, fragments):
+    with pytest.raises(ParamsError) as info:
+        validate_params(raw)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_yaml_scientific_notation_without_dot_is_a_number(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  lr: 1e-3\n")
+    assert yaml.safe_load(path.read_text())["train"]["lr"] == "1e-3"  # the YAML 1.1 trap
+    assert load_params(path).train.lr == pytest.approx(0.001)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    path = tmp_path / "params.yaml"
+    path.write_text("prepare: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)

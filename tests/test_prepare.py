@@ -1,0 +1,95 @@
+import hashlib
+import json
+
+import numpy as np
+from PIL import Image
+
+from ferx.prepare import load_split
+from tests.conftest import run_stage
+
+SMALL = {"prepare": {"synthetic": {"n_samples": 150, "seed": 1}}}
+
+
+def test_synthetic_default_writes_splits_probes_and_says_so_loudly(tmp_path):
+    result = run_stage("prepare", tmp_path, SMALL)
+    assert result.returncode == 0, result.stderr
+    assert "NO REAL DATA" in result.stderr and "SYNTHETIC" in result.stderr
+    summary = json.loads((tmp_path / "metrics/prepare.json").read_text())
+    assert summary["source"] == "synthetic" and summary["sha256"] is None
+    for split in ("train", "public_test", "private_test"):
+        x, y = load_split(tmp_path / f"data/prepared/{split}.npz")
+        assert x.dtype == np.uint8 and x.shape[1:] == (48, 48) and y.dtype == np.int64
+        assert summary["counts"][split]["total"] == len(y)
+        assert summary["counts"][split]["disgust"] == int((y == 1).sum())
+    assert sorted(p.name for p in (tmp_path / "data/probes/test").iterdir()) == [
+        "angry.png",
+        "happy.png",
+        "neutral.png",
+        "surprise.png",
+    ]
+    assert sorted(p.name for p in (tmp_path / "data/probes/test2").iterdir()) == [
+        "disgust.png",
+        "fear.png",
+        "neutral.png",
+        "sad.png",
+    ]
+
+
+def test_probes_are_private_test_faces_of_their_label_and_seeded(tmp_path):
+    params = {"prepare": {**SMALL["prepare"], "probes": {"seed": 4, "test": ["happy", "fear"]}}}
+    assert run_stage("prepare", tmp_path, params).returncode == 0
+    x, y = load_split(tmp_path / "data/prepared/private_test.npz")
+    first = {}
+    for name, label in (("happy", 3), ("fear", 2)):
+        image = np.asarray(Image.open(tmp_path / f"data/probes/test/{name}.png"))
+        assert image.shape == (48, 48) and image.dtype == np.uint8
+        matches = np.flatnonzero((x == image).all(axis=(1, 2)))
+        assert matches.size and (y[matches] == label).all()
+        first[name] = image
+    assert run_stage("prepare", tmp_path).returncode == 0  # same seed: same images
+    for name, image in first.items():
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(tmp_path / f"data/probes/test/{name}.png")), image
+        )
+
+
+def test_real_csv_is_used_when_present_and_its_hash_recorded(tmp_path, small_csv, small_table):
+    params = {"prepare": {"csv": str(small_csv)}}
+    result = run_stage("prepare", tmp_path, params)
+    assert result.returncode == 0, result.stderr
+    assert "SYNTHETIC" not in result.stderr
+    summary = json.loads((tmp_path / "metrics/prepare.json").read_text())
+    assert summary["source"] == "real"
+    assert summary["sha256"] == hashlib.sha256(small_csv.read_bytes()).hexdigest()
+    x, y = load_split(tmp_path / "data/prepared/public_test.npz")
+    expected_x, expected_y = small_table.split("PublicTest")
+    np.testing.assert_array_equal(x, expected_x)
+    np.testing.assert_array_equal(y, expected_y)
+
+
+def test_invalid_file_is_an_error_never_a_fallback_and_leaves_nothing(tmp_path):
+    bad = tmp_path / "fer2013.csv"
+    bad.write_text("emotion,pixels,Usage\n9,1 2 3,Training\n")
+    result = run_stage("prepare", tmp_path, {"prepare": {"csv": str(bad)}})
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert "line 2: field 'emotion'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists() and not (tmp_path / "metrics").exists()
+
+
+def test_a_failed_rerun_keeps_the_previous_outputs_whole(tmp_path, small_csv):
+    assert run_stage("prepare", tmp_path, {"prepare": {"csv": str(small_csv)}}).returncode == 0
+    before = (tmp_path / "data/prepared/train.npz").read_bytes()
+    small_csv.write_text(small_csv.read_text().replace(",Training", ",Trainnig", 1))
+    result = run_stage("prepare", tmp_path)
+    assert result.returncode == 2 and "field 'Usage'" in result.stderr
+    assert (tmp_path / "data/prepared/train.npz").read_bytes() == before
+    assert not list((tmp_path / "data/prepared").glob(".*"))  # no temp files left behind
+
+
+def test_bad_params_stop_the_stage_before_any_work(tmp_path):
+    result = run_stage("prepare", tmp_path, {"prepare": {"seeed": 1}})
+    assert result.returncode == 2
+    assert "prepare.seeed: unknown key" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
