@@ -93,20 +93,26 @@ class AugmentParams(Section):
 class TrainParams(Section):
     epochs: int = Field(22, ge=1, le=1000)
     batch_size: int = Field(64, ge=1, le=8192)
-    eval_batch_size: int = Field(512, ge=1, le=65536)
+    eval_batch_size: int = Field(128, ge=1, le=65536)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: Float = Field(1e-3, gt=0, le=10)
     weight_decay: Float = Field(0.0, ge=0, le=1)
     momentum: Float = Field(0.9, ge=0, lt=1)  # sgd only
     schedule: Literal["cosine", "plateau", "constant"] = "cosine"
+    plateau_factor: Float = Field(0.5, gt=0, lt=1)  # plateau: lr *= factor ...
+    plateau_patience: int = Field(2, ge=0)  # ... after this many epochs without gain
     warmup_epochs: int = Field(0, ge=0)
     patience: int = Field(0, ge=0)  # early stopping on PublicTest; 0 turns it off
     label_smoothing: Float = Field(0.0, ge=0, lt=1)
+    # the PublicTest metric that picks the kept epoch (PrivateTest is never used to choose)
+    select_metric: Literal["accuracy", "macro_f1", "balanced_accuracy"] = "accuracy"
     augment: AugmentParams = AugmentParams()
     model: ModelParams = ModelParams()
     seed: int = Field(0, ge=0)
     threads: int = Field(0, ge=0, le=256)  # 0: torch's default
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # channels_last: about 2x faster on CPU (1x1 convs run as GEMMs; see ferx/model.py)
+    memory_format: Literal["channels_last", "contiguous"] = "channels_last"
 
 
 class Params(Section):

@@ -107,3 +107,21 @@ def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 def stages_run(output: str) -> list[str]:
     """Names of the stages a `dvc repro` / `dvc exp run` output says it ran."""
     return re.findall(r"Running stage '([^']+)'", output)
+
+
+def tiny_splits(n_samples: int = 160, seed: int = 0) -> dict:
+    """train / public_test / private_test tensors from the synthetic generator (no files)."""
+    import torch
+
+    from ferx.train import Split
+
+    table = make_synthetic_fer(n_samples, seed)
+    splits = {}
+    for usage, name in (
+        ("Training", "train"),
+        ("PublicTest", "public_test"),
+        ("PrivateTest", "private_test"),
+    ):
+        x, y = table.split(usage)
+        splits[name] = Split(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y))
+    return splits

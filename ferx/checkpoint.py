@@ -1,0 +1,77 @@
+"""Saving and loading models and training state: atomic writes, weights-only loads."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ferx.atomic import write_atomic
+from ferx.labels import CLASS_NAMES
+from ferx.model import MiniXception, ModelConfig
+
+MODEL_FORMAT = "ferx-mini-xception/1"
+
+
+class CheckpointError(ValueError):
+    """A model or state file is missing, unreadable, or does not fit what is asked of it."""
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> None:
+    """torch.save to a temp file, then rename: a kill never leaves half a checkpoint."""
+    write_atomic(path, lambda tmp: torch.save(state, tmp), suffix=".pt")
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """torch.load with weights_only=True (never runs code from the file); clear errors."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({reason})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(state).__name__}")
+    return state
+
+
+def save_model(path: str | Path, model: MiniXception, **meta: Any) -> None:
+    """The weights plus what is needed to use them: architecture, class names, metadata."""
+    save_state(
+        path,
+        {
+            "format": MODEL_FORMAT,
+            "config": model.config.to_dict(),
+            "class_names": list(CLASS_NAMES),
+            "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "meta": meta,
+        },
+    )
+
+
+def load_model(path: str | Path) -> tuple[MiniXception, dict[str, Any]]:
+    """Rebuild a saved model in eval mode; refuse files of another kind or class set."""
+    state = load_state(path)
+    if state.get("format") != MODEL_FORMAT:
+        raise CheckpointError(
+            f"{path}: not a ferx model file (format {state.get('format')!r}, "
+            f"expected {MODEL_FORMAT!r})"
+        )
+    if tuple(state.get("class_names", ())) != CLASS_NAMES:
+        raise CheckpointError(
+            f"{path}: model predicts classes {state.get('class_names')}, expected the "
+            f"{len(CLASS_NAMES)} FER2013 classes {list(CLASS_NAMES)}"
+        )
+    try:
+        model = MiniXception(ModelConfig.from_dict(state["config"]))
+        model.load_state_dict(state["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the mini-Xception ({first})") from None
+    model.eval()
+    return model, state.get("meta", {})

@@ -1,0 +1,150 @@
+"""The mini-Xception of Arriaga, Ploeger & Valdenegro (2017), in PyTorch.
+
+stem:    2 x [3x3 conv (no bias, valid) -> BN -> ReLU], 8 filters each
+modules: for 16, 32, 64, 128 filters:
+           shortcut = 1x1 conv stride 2 (no bias) -> BN
+           main     = sepconv 3x3 -> BN -> ReLU -> sepconv 3x3 -> BN -> maxpool 3x3 s2 p1
+           out      = main + shortcut (no ReLU after the add)
+head:    3x3 conv to 7 channels (bias) -> global average pooling -> logits
+
+56,951 trainable parameters at the paper's widths. The model takes raw pixels (0..255, shape
+N x 1 x 48 x 48) and normalises them itself, so a checkpoint carries its preprocessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import pairwise
+
+import torch
+from torch import nn
+
+from ferx.labels import NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    stem_width: int = 8
+    num_classes: int = NUM_CLASSES
+    normalize: str = "per_image"  # per_image | dataset | unit
+    # dataset mode only: the training set's pixel mean and std (0..255 scale)
+    mean: float = 0.0
+    std: float = 255.0
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["widths"] = list(self.widths)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        return cls(**{**data, "widths": tuple(data["widths"])})
+
+
+class Normalize(nn.Module):
+    def __init__(self, mode: str, mean: float, std: float) -> None:
+        super().__init__()
+        if mode not in ("per_image", "dataset", "unit"):
+            raise ValueError(f"unknown normalisation {mode!r}")
+        self.mode = mode
+        self.mean, self.std = float(mean), float(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "per_image":
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            std = x.std(dim=(1, 2, 3), keepdim=True)
+            return (x - mean) / (std + 1.0)  # +1 grey level keeps flat images finite
+        if self.mode == "dataset":
+            return (x - self.mean) / self.std
+        return x / 255.0
+
+
+class Pointwise(nn.Conv2d):
+    """A 1x1 convolution (no bias), computed as one matrix product.
+
+    Same parameters and state_dict as nn.Conv2d(c_in, c_out, 1, stride), same result. Two
+    reasons, both measured on the 2-core CPU this project targets: oneDNN's channels_last 1x1
+    convolution corrupted the heap in backward for batch sizes not divisible by 8 (a segfault
+    mid-epoch, on the ragged last batch), and its NCHW 1x1 kernel is slow at these channel
+    counts (21 ms vs 12 ms for a matmul, forward+backward at 64x16x44x44). As a GEMM over NHWC
+    memory the 1x1 convolution is safe and lets the whole model run channels_last, about
+    twice as fast as NCHW.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__(c_in, c_out, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        if self.stride[0] > 1:
+            x = x[:, :, :: self.stride[0], :: self.stride[1]]
+        weight = self.weight.view(self.out_channels, self.in_channels)
+        if nhwc:
+            # NHWC in memory: one (N*H*W, C) x (C, O) GEMM, output stays channels_last.
+            return torch.matmul(x.permute(0, 2, 3, 1), weight.t()).permute(0, 3, 1, 2)
+        n, c, h, w = x.shape
+        return torch.matmul(weight, x.reshape(n, c, h * w)).view(n, self.out_channels, h, w)
+
+
+class SeparableConv(nn.Sequential):
+    """Keras SeparableConv2D: depthwise 3x3 (same padding) then pointwise 1x1, no biases."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(
+            nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
+            Pointwise(c_in, c_out),
+        )
+
+
+class ResidualModule(nn.Module):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.shortcut = nn.Sequential(Pointwise(c_in, c_out, stride=2), nn.BatchNorm2d(c_out))
+        self.main = nn.Sequential(
+            SeparableConv(c_in, c_out),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            SeparableConv(c_out, c_out),
+            nn.BatchNorm2d(c_out),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x) + self.shortcut(x)
+
+
+class MiniXception(nn.Module):
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or ModelConfig()
+        stem = config.stem_width
+        self.normalize = Normalize(config.normalize, config.mean, config.std)
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, stem, 3, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(stem, stem, 3, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
+        )
+        widths = (stem, *config.widths)
+        self.modules_ = nn.Sequential(*(ResidualModule(a, b) for a, b in pairwise(widths)))
+        # The last convolution: Grad-CAM reads its feature maps (one per class).
+        self.head = nn.Conv2d(widths[-1], config.num_classes, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.modules_(self.stem(self.normalize(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.head(self.features(x))).flatten(1)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    total = sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    if not trainable_only:  # the Keras total also counts BatchNorm's running mean and variance
+        total += sum(
+            b.numel() for name, b in model.named_buffers() if not name.endswith("batches_tracked")
+        )
+    return total

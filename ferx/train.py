@@ -1,0 +1,329 @@
+"""The training loop shared by the train and improve stages.
+
+Plain and explicit, in the spirit of torchvision's references/classification: one epoch of
+augmented mini-batches, then PublicTest and PrivateTest evaluation, a history row, DVCLive
+logging, and an atomic per-epoch checkpoint that a killed run resumes from. The model kept is
+the best on PublicTest only; PrivateTest is reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ferx.augment import augment_batch
+from ferx.checkpoint import load_state, save_state
+from ferx.metrics import summary_metrics
+from ferx.model import MiniXception
+from ferx.params import TrainParams
+from ferx.prepare import load_split
+
+EVAL_SPLITS = {"public": "public_test", "private": "private_test"}
+
+
+@dataclass(frozen=True)
+class Split:
+    x: torch.Tensor  # uint8, N x 1 x 48 x 48
+    y: torch.Tensor  # int64, N
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def load_splits(prepared_dir: str | Path) -> dict[str, Split]:
+    """train, public_test and private_test as tensors (pixels stay uint8 until batched)."""
+    splits = {}
+    for name in ("train", *EVAL_SPLITS.values()):
+        x, y = load_split(Path(prepared_dir) / f"{name}.npz")
+        splits[name] = Split(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y))
+    return splits
+
+
+@dataclass
+class RunSpec:
+    """Where a run writes, and what distinguishes improve from train."""
+
+    name: str  # "train" or "improve": prefixes log lines
+    state_path: Path  # per-epoch resume checkpoint
+    live_dir: Path | None = None  # DVCLive folder; None turns DVCLive off (tests)
+    select_metric: str = "accuracy"  # PublicTest metric that picks the best epoch
+    class_weights: torch.Tensor | None = None
+    init_state_dict: dict[str, torch.Tensor] | None = None  # fine-tune from these weights
+    fingerprint_extra: dict[str, Any] = field(default_factory=dict)
+    # called after every finished epoch, with the history so far (tests use it to interrupt)
+    on_epoch_end: Callable[[list[dict[str, float]]], None] | None = None
+
+
+@dataclass
+class FitResult:
+    best_state_dict: dict[str, torch.Tensor]
+    best_epoch: int
+    history: list[dict[str, float]]
+    seconds: float
+
+
+def choose_device(wanted: str) -> torch.device:
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device: cuda was asked for but no CUDA device is available")
+    if wanted == "cpu" or (wanted == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def memory_format(name: str) -> torch.memory_format:
+    return torch.channels_last if name == "channels_last" else torch.contiguous_format
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    batch_size: int = 128,
+    device: torch.device | None = None,
+    layout: str = "channels_last",
+) -> torch.Tensor:
+    """Logits for uint8 images (N x 1 x H x W), in eval mode, in batches; float32 on CPU."""
+    device = device or next(model.parameters()).device
+    fmt = memory_format(layout)
+    was_training = model.training
+    model.eval()
+    model.to(memory_format=fmt)
+    out = [
+        model(x[i : i + batch_size].to(device, torch.float32).contiguous(memory_format=fmt))
+        .float()
+        .cpu()
+        for i in range(0, len(x), batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 7)
+
+
+def make_optimizer(model: torch.nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    if params.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=params.lr,
+            momentum=params.momentum,
+            nesterov=True,
+            weight_decay=params.weight_decay,
+        )
+    cls = torch.optim.AdamW if params.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams, steps_per_epoch: int):
+    """Per-step cosine (with linear warm-up) or constant; plateau steps once per epoch."""
+    if params.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=params.plateau_factor, patience=params.plateau_patience
+        )
+    total = params.epochs * steps_per_epoch
+    warmup = params.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if params.schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fingerprint(params: TrainParams, splits: dict[str, Split], extra: dict[str, Any]) -> str:
+    """What a resumable checkpoint must match: params, data, and run-specific settings."""
+    digest = hashlib.sha256(json.dumps([params.model_dump(), extra], sort_keys=True).encode())
+    for name in sorted(splits):
+        digest.update(splits[name].y.numpy().tobytes())
+        digest.update(splits[name].x.numpy()[:, :, ::7, ::7].tobytes())
+    return digest.hexdigest()
+
+
+def fit(
+    model: MiniXception, splits: dict[str, Split], params: TrainParams, spec: RunSpec
+) -> FitResult:
+    """Train `model` on splits['train']; select on PublicTest; log and checkpoint each epoch."""
+    device = choose_device(params.device)
+    model.to(device, memory_format=memory_format(params.memory_format))
+    train = splits["train"]
+    steps = math.ceil(len(train) / params.batch_size)
+    optimizer = make_optimizer(model, params)
+    scheduler = make_scheduler(optimizer, params, steps)
+    weights = spec.class_weights.to(device) if spec.class_weights is not None else None
+    key = fingerprint(params, splits, spec.fingerprint_extra)
+    state = _resume_or_start(spec, key, model, optimizer, scheduler)
+    live = _open_live(spec, state["history"])
+    start = time.perf_counter() - state["seconds"]
+
+    for epoch in range(state["epoch"] + 1, params.epochs + 1):
+        if params.patience and state["stale"] >= params.patience:
+            print(f"{spec.name}: early stop, no PublicTest gain in {params.patience} epochs")
+            break
+        epoch_start = time.perf_counter()
+        model.train()
+        train_loss, train_acc = _train_one_epoch(
+            model, train, params, optimizer, scheduler, weights, epoch, device, spec.name
+        )
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
+        row |= {"train/loss": train_loss, "train/accuracy": train_acc}
+        for short, split in EVAL_SPLITS.items():
+            logits = predict_logits(
+                model, splits[split].x, params.eval_batch_size, device, params.memory_format
+            )
+            for metric, value in summary_metrics(logits, splits[split].y).items():
+                row[f"{short}/{metric}"] = value
+        row["seconds"] = time.perf_counter() - epoch_start
+        score = row[f"public/{spec.select_metric}"]
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(score)
+        improved = score > state["best_score"]
+        if improved:
+            state["best_score"], state["best_epoch"] = score, epoch
+            state["best_state"] = {
+                k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+            }
+        state["stale"] = 0 if improved else state["stale"] + 1
+        state["history"].append(row)
+        _log_epoch(spec.name, row, params.epochs, improved, spec.select_metric)
+        if live is not None:
+            _live_log(live, row)
+        state.update(
+            epoch=epoch,
+            seconds=time.perf_counter() - start,
+            model={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+        )
+        save_state(spec.state_path, state)
+        if spec.on_epoch_end is not None:
+            spec.on_epoch_end(state["history"])
+
+    state["finished"] = True
+    save_state(spec.state_path, state)
+    if live is not None:
+        live.end()
+    return FitResult(
+        state["best_state"], state["best_epoch"], state["history"], time.perf_counter() - start
+    )
+
+
+def _train_one_epoch(model, train, params, optimizer, scheduler, weights, epoch, device, name):
+    # One generator per epoch, seeded from (seed, epoch): a resumed run draws the same
+    # shuffles and augmentations as an uninterrupted one.
+    generator = torch.Generator().manual_seed(params.seed * 1_000_003 + epoch)
+    order = torch.randperm(len(train), generator=generator)
+    step_scheduler = not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    fmt = memory_format(params.memory_format)
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(
+        range(0, len(train), params.batch_size),
+        desc=f"{name} epoch {epoch}/{params.epochs}",
+        leave=False,
+        file=sys.stderr,
+        mininterval=0.5 if sys.stderr.isatty() else 10.0,
+        disable=None,
+    )
+    for begin in bar:
+        index = order[begin : begin + params.batch_size]
+        x = train.x[index].to(torch.float32)
+        x = augment_batch(x, params.augment, generator).to(device).contiguous(memory_format=fmt)
+        y = train.y[index].to(device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=params.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step_scheduler:
+            scheduler.step()
+        total_loss += loss.item() * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}", refresh=False)
+    bar.close()
+    return total_loss / seen, correct / seen
+
+
+def _resume_or_start(spec, key, model, optimizer, scheduler) -> dict[str, Any]:
+    """Load an unfinished checkpoint of this very run, or start a fresh state."""
+    if spec.state_path.exists():
+        try:
+            saved = load_state(spec.state_path)
+        except ValueError as exc:
+            print(f"{spec.name}: ignoring unreadable checkpoint ({exc})", file=sys.stderr)
+            saved = {}
+        if saved.get("fingerprint") == key and not saved.get("finished"):
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            print(f"{spec.name}: resuming after epoch {saved['epoch']} from {spec.state_path}")
+            return saved
+    if spec.init_state_dict is not None:
+        model.load_state_dict(spec.init_state_dict)
+    return {
+        "fingerprint": key,
+        "finished": False,
+        "epoch": 0,
+        "seconds": 0.0,
+        "best_score": -math.inf,
+        "best_epoch": 0,
+        "best_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "stale": 0,
+        "history": [],
+    }
+
+
+def _open_live(spec: RunSpec, history: list[dict[str, float]]):
+    """A fresh DVCLive folder with the resumed epochs replayed, so curves are whole."""
+    if spec.live_dir is None:
+        return None
+    from dvclive import Live
+
+    live = Live(str(spec.live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+    for row in history:
+        _live_log(live, row)
+    return live
+
+
+def _live_log(live, row: dict[str, float]) -> None:
+    live.step = int(row["epoch"])
+    for name, value in row.items():
+        if name not in ("epoch", "seconds"):
+            live.log_metric(name, value)
+    live.next_step()
+
+
+def _log_epoch(name: str, row: dict, epochs: int, improved: bool, metric: str) -> None:
+    mark = f"  * best public {metric}" if improved else ""
+    print(
+        f"{name} epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.2e}  "
+        f"train {row['train/loss']:.4f} / {row['train/accuracy']:.4f}  "
+        f"public {row['public/loss']:.4f} / {row['public/accuracy']:.4f}  "
+        f"private {row['private/loss']:.4f} / {row['private/accuracy']:.4f}  "
+        f"({row['seconds']:.1f} s){mark}",
+        flush=True,
+    )
+
+
+def history_table(history: list[dict[str, float]]) -> str:
+    """A markdown table of the per-epoch metrics (for logs and notes)."""
+    head = "| epoch | lr | train loss | train acc | public loss | public acc | private acc | s |"
+    lines = [head, "|" + "---|" * 8]
+    for r in history:
+        lines.append(
+            f"| {r['epoch']} | {r['lr']:.2e} | {r['train/loss']:.4f} | {r['train/accuracy']:.4f} "
+            f"| {r['public/loss']:.4f} | {r['public/accuracy']:.4f} | {r['private/accuracy']:.4f} "
+            f"| {r['seconds']:.1f} |"
+        )
+    return "\n".join(lines)

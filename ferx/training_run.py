@@ -1,0 +1,119 @@
+"""One training run from params to files, shared by the train and improve stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ferx.atomic import write_json
+from ferx.checkpoint import save_model
+from ferx.model import MiniXception, ModelConfig
+from ferx.params import ModelParams, Params, TrainParams
+from ferx.plots import plot_curves
+from ferx.train import EVAL_SPLITS, RunSpec, Split, fit, history_table, load_splits
+
+
+def data_source(prepare_metrics: str | Path = "metrics/prepare.json") -> str:
+    """'real' or 'synthetic', as prepare recorded it, so every metric says what it measured."""
+    try:
+        return json.loads(Path(prepare_metrics).read_text())["source"]
+    except (OSError, ValueError, KeyError):
+        return "unknown"
+
+
+def model_config(params: ModelParams, train: Split) -> ModelConfig:
+    pixels = train.x.float()
+    return ModelConfig(
+        widths=tuple(params.widths),
+        stem_width=params.stem_width,
+        normalize=params.normalize,
+        mean=float(pixels.mean()),
+        std=float(pixels.std()),
+    )
+
+
+def train_and_save(
+    params: Params,
+    *,
+    name: str,
+    model_path: Path,
+    metrics_path: Path,
+    state_path: Path,
+    live_dir: Path | None,
+    plots_dir: Path,
+    train_params: TrainParams | None = None,
+    select_metric: str | None = None,
+    class_weights: torch.Tensor | None = None,
+    init_model: MiniXception | None = None,
+    extra_metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fit, keep the best-on-PublicTest weights, write model, metrics JSON and PNG curves."""
+    train_params = train_params or params.train
+    if train_params.threads:
+        torch.set_num_threads(train_params.threads)
+    torch.manual_seed(train_params.seed)
+    splits = load_splits(params.prepare.out_dir)
+    if init_model is not None:
+        model = MiniXception(init_model.config)
+        init_state = init_model.state_dict()
+    else:
+        model = MiniXception(model_config(train_params.model, splits["train"]))
+        init_state = None
+    select_metric = select_metric or train_params.select_metric
+    spec = RunSpec(
+        name=name,
+        state_path=state_path,
+        live_dir=live_dir,
+        select_metric=select_metric,
+        class_weights=class_weights,
+        init_state_dict=init_state,
+        fingerprint_extra={
+            "select": select_metric,
+            "weights": None if class_weights is None else class_weights.tolist(),
+            "init": None if init_state is None else _digest(init_state),
+        },
+    )
+    result = fit(model, splits, train_params, spec)
+    model.load_state_dict(result.best_state_dict)
+    source = data_source()
+    save_model(model_path, model, source=source, best_epoch=result.best_epoch, run=name)
+
+    best = next(row for row in result.history if row["epoch"] == result.best_epoch)
+    metrics = {
+        "source": source,
+        "model": model_path.stem,
+        "select_metric": f"public {select_metric}",
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        **{
+            short: {
+                m: best[f"{short}/{m}"]
+                for m in ("loss", "accuracy", "macro_f1", "balanced_accuracy")
+            }
+            for short in EVAL_SPLITS
+        },
+        "seconds": round(result.seconds, 1),
+        "seconds_per_epoch": round(result.seconds / max(1, len(result.history)), 2),
+        **(extra_metrics or {}),
+    }
+    write_json(metrics_path, metrics)
+    plot_curves(
+        result.history,
+        plots_dir,
+        title=f"{model_path.stem} ({source} data)",
+        best_epoch=result.best_epoch,
+    )
+    print(history_table(result.history))
+    print(
+        f"{name}: kept epoch {result.best_epoch} (best public {select_metric}); "
+        f"public accuracy {metrics['public']['accuracy']:.4f}, "
+        f"private accuracy {metrics['private']['accuracy']:.4f}; {result.seconds:.0f} s"
+    )
+    return metrics
+
+
+def _digest(state: dict[str, torch.Tensor]) -> float:
+    return float(sum(float(v.double().sum()) for v in state.values()))
