@@ -7,11 +7,19 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from ferx.checkpoint import CheckpointError
+from ferx.explain import ProbeError
 from ferx.fercsv import FerDataError
 from ferx.params import Params, ParamsError, load_params
 
 # Errors a user can cause and fix; anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (FerDataError, ParamsError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    CheckpointError,
+    FerDataError,
+    ParamsError,
+    ProbeError,
+    FileNotFoundError,
+)
 
 
 class StageError(ValueError):

@@ -115,9 +115,55 @@ class TrainParams(Section):
     memory_format: Literal["channels_last", "contiguous"] = "channels_last"
 
 
+Selection = Literal["accuracy", "macro_f1", "balanced_accuracy"]
+
+
+class EvaluateParams(Section):
+    batch_size: int = Field(128, ge=1, le=65536)
+
+
+class ImproveParams(Section):
+    """Class-reweighted retraining; whatever is not here comes from the train section."""
+
+    weighting: Literal["balanced", "effective", "none"] = "effective"
+    beta: Float = Field(0.999, ge=0, lt=1)  # effective number of samples (Cui et al. 2019)
+    init: Literal["baseline", "scratch"] = "baseline"
+    epochs: int = Field(15, ge=1, le=1000)
+    lr: Float = Field(3e-4, gt=0, le=10)
+    schedule: Literal["cosine", "plateau", "constant"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    select_metric: Selection = "macro_f1"
+
+    def train_params(self, train: TrainParams) -> TrainParams:
+        """The train section with this run's own epochs, lr, schedule and selection."""
+        return train.model_copy(
+            update={
+                "epochs": self.epochs,
+                "lr": self.lr,
+                "schedule": self.schedule,
+                "warmup_epochs": self.warmup_epochs,
+                "select_metric": self.select_metric,
+            }
+        )
+
+
+class ExplainParams(Section):
+    # folders of labelled images (happy.png, sad_2.jpg, ...); add your own
+    probe_dirs: list[str] = Field(default=["data/probes/test", "data/probes/test2"], min_length=1)
+
+
+class CostParams(Section):
+    batch_size: int = Field(128, ge=1, le=65536)  # throughput batch
+    threads: int = Field(0, ge=0, le=256)  # 0: torch's default
+
+
 class Params(Section):
     prepare: PrepareParams = PrepareParams()
     train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    improve: ImproveParams = ImproveParams()
+    explain: ExplainParams = ExplainParams()
+    cost: CostParams = CostParams()
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -1,0 +1,90 @@
+"""Training and inference throughput of the mini-Xception on this machine's CPU.
+
+    python bench/bench_train.py [--seconds 8] [--repeats 3] [--threads 0]
+
+Uses random 48x48 uint8 images (speed does not depend on the pixels) and the real training
+step: augmentation, forward, backward, Adam step. Prints images/s (median and spread of the
+repeats) for both memory formats, and inference images/s at several batch sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ferx.augment import augment_batch
+from ferx.model import MiniXception
+from ferx.params import AugmentParams
+from ferx.train import memory_format, predict_logits
+
+
+def train_rate(layout: str, batch: int, seconds: float) -> float:
+    torch.manual_seed(0)
+    fmt = memory_format(layout)
+    model = MiniXception().to(memory_format=fmt)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    images = torch.randint(0, 256, (8192, 1, 48, 48), dtype=torch.uint8)
+    labels = torch.randint(0, 7, (8192,))
+    generator = torch.Generator().manual_seed(0)
+
+    def step(i: int) -> None:
+        index = torch.arange(i, i + batch) % len(images)
+        x = augment_batch(images[index].float(), AugmentParams(), generator)
+        loss = F.cross_entropy(model(x.contiguous(memory_format=fmt)), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for i in range(3):
+        step(i * batch)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step(done)
+        done += batch
+    return done / (time.perf_counter() - start)
+
+
+def inference_rate(layout: str, batch: int, seconds: float) -> float:
+    model = MiniXception().eval()
+    images = torch.randint(0, 256, (4096, 1, 48, 48), dtype=torch.uint8)
+    predict_logits(model, images[:batch], batch, layout=layout)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        predict_logits(model, images, batch, layout=layout)
+        done += len(images)
+    return done / (time.perf_counter() - start)
+
+
+def report(name: str, rates: list[float]) -> None:
+    print(
+        f"{name:<44} median {statistics.median(rates):7.0f} img/s "
+        f"(min {min(rates):.0f}, max {max(rates):.0f}, n={len(rates)})",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=64)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for layout in ("channels_last", "contiguous"):
+        rates = [train_rate(layout, args.batch, args.seconds) for _ in range(args.repeats)]
+        report(f"train, batch {args.batch}, {layout}", rates)
+    for layout in ("channels_last", "contiguous"):
+        for batch in (64, 128, 512):
+            rates = [inference_rate(layout, batch, args.seconds / 2) for _ in range(args.repeats)]
+            report(f"inference, batch {batch}, {layout}", rates)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""dvc stage `cost`: FLOPs, parameters, size, latency and efficiency of both models."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from ferx.atomic import write_json
+from ferx.checkpoint import load_model
+from ferx.cli import run_stage
+from ferx.cost import FLOP_NOTE, model_cost, plot_accuracy_vs_gflops
+from ferx.params import Params
+from ferx.training_run import data_source
+
+MODELS = ("baseline", "improved")
+
+
+def main(params: Params) -> None:
+    if params.cost.threads:
+        torch.set_num_threads(params.cost.threads)
+    costs = {}
+    for name in MODELS:
+        path = Path("models") / f"{name}.pt"
+        model, _ = load_model(path)
+        report = json.loads((Path("metrics/eval") / f"{name}_private_test.json").read_text())
+        costs[name] = model_cost(model, path, report["accuracy"], params.cost.batch_size)
+        c = costs[name]
+        print(
+            f"cost {name}: {c['gflops']:.5f} GFLOPs, {c['parameters']} parameters, "
+            f"{c['latency_ms_batch1']:.2f} ms/image, {c['throughput_img_s']} img/s at batch "
+            f"{c['throughput_batch']} ({c['threads']} threads), efficiency {c['efficiency']:.0f}"
+        )
+    source = data_source()
+    write_json("metrics/cost.json", {"source": source, "note": FLOP_NOTE, **costs})
+    plot_accuracy_vs_gflops(costs, "plots/cost/accuracy_vs_gflops.png", source)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,46 @@
+"""dvc stage `evaluate@<model>-<split>`: metrics, per-class report and confusion matrix."""
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ferx.atomic import write_json
+from ferx.checkpoint import load_model
+from ferx.cli import run_stage
+from ferx.evaluate import confusion, evaluate_logits, plot_confusion, write_confusion_json
+from ferx.params import Params
+from ferx.prepare import load_split
+from ferx.train import predict_logits
+from ferx.training_run import data_source
+
+SPLIT_TITLES = {"public_test": "PublicTest", "private_test": "PrivateTest"}
+
+
+def main(params: Params, model_name: str, split: str) -> None:
+    model, _ = load_model(Path("models") / f"{model_name}.pt")
+    x, y = load_split(Path(params.prepare.out_dir) / f"{split}.npz")
+    images, labels = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
+    logits = predict_logits(model, images, params.evaluate.batch_size)
+    source = data_source()
+    report = evaluate_logits(logits, labels)
+    write_json(
+        Path("metrics/eval") / f"{model_name}_{split}.json",
+        {"source": source, "model": model_name, "split": SPLIT_TITLES[split], **report},
+    )
+    out = Path("plots/eval") / f"{model_name}_{split}"
+    write_confusion_json(out / "confusion.json", labels, logits)
+    title = f"{model_name} on {SPLIT_TITLES[split]} ({source} data)"
+    plot_confusion(confusion(labels, logits), out / "confusion.png", title)
+    print(
+        f"evaluate {model_name} {SPLIT_TITLES[split]}: accuracy {report['accuracy']:.4f}, "
+        f"macro-F1 {report['macro_f1']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, choices=["baseline", "improved"])
+    parser.add_argument("--split", required=True, choices=sorted(SPLIT_TITLES))
+    args = parser.parse_args()
+    run_stage(lambda params: main(params, args.model, args.split))

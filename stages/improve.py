@@ -1,0 +1,48 @@
+"""dvc stage `improve`: class-reweighted retraining aimed at the rare classes."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ferx.checkpoint import load_model
+from ferx.cli import run_stage
+from ferx.labels import CLASS_NAMES, NUM_CLASSES
+from ferx.params import Params
+from ferx.prepare import load_split
+from ferx.training_run import train_and_save
+from ferx.weights import class_weights
+
+
+def main(params: Params) -> None:
+    improve = params.improve
+    _, y = load_split(Path(params.prepare.out_dir) / "train.npz")
+    weights = class_weights(np.bincount(y, minlength=NUM_CLASSES), improve.weighting, improve.beta)
+    print(
+        "improve: class weights "
+        + ", ".join(f"{n} {w:.3f}" for n, w in zip(CLASS_NAMES, weights, strict=True))
+    )
+    init_model = load_model("models/baseline.pt")[0] if improve.init == "baseline" else None
+    train_and_save(
+        params,
+        name="improve",
+        model_path=Path("models/improved.pt"),
+        metrics_path=Path("metrics/improve.json"),
+        state_path=Path("checkpoints/improve/state.pt"),
+        live_dir=Path("dvclive/improve"),
+        plots_dir=Path("plots/improve"),
+        train_params=improve.train_params(params.train),
+        class_weights=torch.tensor(weights, dtype=torch.float32),
+        init_model=init_model,
+        extra_metrics={
+            "weighting": improve.weighting,
+            "init": improve.init,
+            "class_weights": {
+                n: round(float(w), 4) for n, w in zip(CLASS_NAMES, weights, strict=True)
+            },
+        },
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,132 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import GuidedGradCam
+from PIL import Image
+from torch import nn
+
+from ferx.explain import ProbeError, explain_batch, label_from_name, load_probes
+from ferx.model import MiniXception
+from tests.conftest import run_stage
+
+
+class PlantedNet(nn.Module):
+    """score_c = mean(relu(w_c * x)) through a 1x1 'last conv': Grad-CAM is known by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.head = nn.Conv2d(1, 7, 1, bias=False)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.linspace(-1.0, 2.0, 7).view(7, 1, 1, 1))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return self.pool(self.head(self.relu(x / 255.0))).flatten(1)
+
+
+def _planted_image() -> np.ndarray:
+    image = np.full((48, 48), 10, dtype=np.uint8)
+    image[30:36, 8:14] = 250  # the planted feature
+    return image[None]
+
+
+def test_gradcam_matches_the_hand_computation_and_peaks_on_the_planted_feature():
+    model = PlantedNet()
+    result = explain_batch(model, _planted_image())
+    assert int(result["predicted"][0]) == 6  # the largest positive weight wins
+    # Grad-CAM: alpha_k = d score_c / d A_k averaged = 1/(48*48) for k = c, 0 otherwise,
+    # so the map is relu(A_c) / 2304 = relu(w_c * x / 255) / 2304; scaled to a peak of 1.
+    x = _planted_image()[0] / 255.0
+    expected = np.maximum(2.0 * x, 0)
+    expected /= expected.max()
+    np.testing.assert_allclose(result["gradcam"][0], expected, atol=1e-5)
+    peak = np.unravel_index(result["gradcam"][0].argmax(), (48, 48))
+    assert 30 <= peak[0] < 36 and 8 <= peak[1] < 14
+
+
+def test_guided_gradcam_is_captums_product_with_bilinear_upsampling():
+    torch.manual_seed(0)
+    model = MiniXception().eval()
+    images = (np.random.default_rng(0).random((2, 48, 48)) * 255).astype(np.uint8)
+    result = explain_batch(model, images)
+    x = torch.from_numpy(images).float().unsqueeze(1)
+    reference = GuidedGradCam(model, model.head).attribute(
+        x, target=torch.from_numpy(result["predicted"]), interpolate_mode="bilinear"
+    )
+    np.testing.assert_allclose(
+        result["guided_gradcam"], reference[:, 0].detach().numpy(), rtol=1e-4, atol=1e-6
+    )
+
+
+def test_shapes_and_value_ranges_on_the_real_model():
+    model = MiniXception().eval()
+    images = (np.random.default_rng(1).random((3, 48, 48)) * 255).astype(np.uint8)
+    result = explain_batch(model, images)
+    assert result["probabilities"].shape == (3, 7)
+    np.testing.assert_allclose(result["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
+    for key in ("gradcam", "guided_backprop", "guided_gradcam"):
+        assert result[key].shape == (3, 48, 48) and np.isfinite(result[key]).all()
+    assert result["gradcam"].min() >= 0 and result["gradcam"].max() <= 1
+
+
+def test_probe_loading_converts_colour_and_odd_sizes_and_skips_junk(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((80, 100, 3)) * 255).astype(np.uint8), "RGB").save(
+        tmp_path / "Happy_1.jpg"
+    )
+    Image.fromarray((rng.random((20, 20)) * 255).astype(np.uint8), "L").save(tmp_path / "fear.png")
+    (tmp_path / "sad.png").write_text("this is not an image")
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "cat.png")
+    warnings = []
+    probes = load_probes(tmp_path, warn=warnings.append)
+    assert [(p.path.name, p.label) for p in probes] == [("Happy_1.jpg", 3), ("fear.png", 2)]
+    assert all(p.image.shape == (48, 48) and p.image.dtype == np.uint8 for p in probes)
+    assert any("sad.png" in w and "not a readable image" in w for w in warnings)
+    assert any("cat.png" in w and "not a label" in w for w in warnings)
+
+
+def test_empty_or_missing_probe_folder_is_an_error(tmp_path):
+    with pytest.raises(ProbeError, match="not found"):
+        load_probes(tmp_path / "nope")
+    with pytest.raises(ProbeError, match="no usable probe image"):
+        load_probes(tmp_path, warn=lambda m: None)
+
+
+def test_label_from_name():
+    from pathlib import Path
+
+    assert label_from_name(Path("surprise-2.png")) == 5
+    assert label_from_name(Path("x.png")) is None
+
+
+def test_explain_stage_writes_a_grid_and_json_per_probe_set(tmp_path):
+    params = {
+        "prepare": {"synthetic": {"n_samples": 120}},
+        "train": {"epochs": 1, "batch_size": 32, "threads": 1},
+    }
+    for stage in ("prepare", "train"):
+        assert run_stage(stage, tmp_path, params if stage == "prepare" else None).returncode == 0
+    (tmp_path / "models/improved.pt").write_bytes((tmp_path / "models/baseline.pt").read_bytes())
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "stages/explain.py"), "--model", "baseline"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "metrics/explain/baseline.json").read_text())
+    assert set(summary["share_correct"]) == {"test", "test2"}
+    images = summary["sets"]["test"]["images"]
+    assert {i["true"] for i in images} == {"happy", "surprise", "neutral", "angry"}
+    assert all(abs(sum(i["probabilities"].values()) - 1) < 1e-2 for i in images)
+    for name in ("test", "test2"):
+        assert (tmp_path / f"plots/explain/baseline/{name}.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,92 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from ferx.checkpoint import save_model
+from ferx.model import MiniXception
+from ferx.predict import main
+from ferx.synthetic import make_synthetic_fer
+
+FACES = make_synthetic_fer(100, seed=0)
+
+
+@pytest.fixture()
+def model_path(tmp_path):
+    path = tmp_path / "models/baseline.pt"
+    save_model(path, MiniXception())
+    return path
+
+
+def _photo(path, index: int = 0) -> None:
+    """A drawn face, upscaled and softened, pasted into a larger noisy 'photo'."""
+    face = Image.fromarray(FACES.pixels[index]).resize((160, 160), Image.Resampling.BICUBIC)
+    background = (
+        np.random.default_rng(index).normal(120, 25, (300, 400)).clip(0, 255).astype(np.uint8)
+    )
+    canvas = Image.fromarray(background).convert("RGB")
+    canvas.paste(face.filter(ImageFilter.GaussianBlur(2)).convert("RGB"), (180, 70))
+    canvas.save(path)
+
+
+def test_crops_and_photos_are_classified_with_json_schema(tmp_path, model_path, capsys):
+    Image.fromarray(FACES.pixels[1]).save(tmp_path / "crop.png")
+    _photo(tmp_path / "photo.jpg")
+    code = main(
+        [
+            str(tmp_path / "crop.png"),
+            str(tmp_path / "photo.jpg"),
+            "--model",
+            str(model_path),
+            "--json",
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == str(model_path)
+    crop, photo = out["predictions"]
+    for item in (crop, photo):
+        assert set(item) == {"file", "predicted", "probabilities", "face_box", "error"}
+        assert item["error"] is None and item["predicted"] in item["probabilities"]
+        assert abs(sum(item["probabilities"].values()) - 1) < 1e-2
+    assert crop["face_box"] is None  # a 48x48 crop is classified as it is
+    x, y, w, h = photo["face_box"]
+    assert abs(x + w / 2 - 260) < 40 and abs(y + h / 2 - 150) < 40  # found the pasted face
+
+
+def test_table_output_and_gradcam_overlay(tmp_path, model_path, capsys):
+    _photo(tmp_path / "photo.png", index=3)
+    code = main([str(tmp_path), "--model", str(model_path), "--gradcam", str(tmp_path / "cam.png")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "photo.png" in out and "emotion" in out and "surprise" in out
+    assert (tmp_path / "cam.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_face_and_non_image_are_reported_per_file(tmp_path, model_path, capsys):
+    noise = np.random.default_rng(0).integers(0, 256, (200, 300), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    Image.fromarray(FACES.pixels[2]).save(tmp_path / "ok.png")
+    files = [str(tmp_path / n) for n in ("noise.png", "notes.jpg", "ok.png")]
+    assert main([*files, "--model", str(model_path), "--json"]) == 0  # one could be classified
+    captured = capsys.readouterr()
+    by_file = {p["file"]: p for p in json.loads(captured.out)["predictions"]}
+    assert "no face found" in by_file[files[0]]["error"]
+    assert by_file[files[1]]["error"] == "not a readable image"
+    assert by_file[files[2]]["predicted"] is not None
+    assert "noise.png" in captured.err and "notes.jpg" in captured.err
+
+
+def test_nothing_classified_exits_non_zero_and_no_detect_classifies_anything(tmp_path, model_path):
+    noise = np.random.default_rng(1).integers(0, 256, (120, 90), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    assert main([str(tmp_path / "noise.png"), "--model", str(model_path)]) == 1
+    assert main([str(tmp_path / "noise.png"), "--model", str(model_path), "--no-detect"]) == 0
+
+
+def test_missing_model_is_a_clear_error(tmp_path, capsys):
+    Image.fromarray(FACES.pixels[0]).save(tmp_path / "a.png")
+    assert main([str(tmp_path / "a.png"), "--model", str(tmp_path / "none.pt")]) == 2
+    assert "none.pt: not found" in capsys.readouterr().err
