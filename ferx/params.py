@@ -44,7 +44,7 @@ class Section(BaseModel):
 
 
 class SyntheticParams(Section):
-    n_samples: int = Field(3000, ge=70, le=200_000)
+    n_samples: int = Field(1500, ge=70, le=200_000)
     seed: int = Field(0, ge=0)
 
 
@@ -128,7 +128,7 @@ class ImproveParams(Section):
     weighting: Literal["balanced", "effective", "none"] = "effective"
     beta: Float = Field(0.999, ge=0, lt=1)  # effective number of samples (Cui et al. 2019)
     init: Literal["baseline", "scratch"] = "baseline"
-    epochs: int = Field(15, ge=1, le=1000)
+    epochs: int = Field(8, ge=1, le=1000)
     lr: Float = Field(3e-4, gt=0, le=10)
     schedule: Literal["cosine", "plateau", "constant"] = "cosine"
     warmup_epochs: int = Field(0, ge=0)
