@@ -48,7 +48,7 @@ def test_split_returns_rows_in_file_order(small_csv, small_table):
 def _variants(text: str, tmp_path: Path) -> dict[str, Path]:
     raw = text.encode()
     paths = {}
-    paths["gzip"] = tmp_path / "fer2013.csv.gz"
+    paths["gzip"] = tmp_path / "generated.csv.gz"
     paths["gzip"].write_bytes(gzip.compress(raw))
     paths["tar.gz"] = tmp_path / "fer2013.tar.gz"
     with tarfile.open(paths["tar.gz"], "w:gz") as tar:
@@ -183,7 +183,7 @@ def test_bad_files(tmp_path, content, expected):
 
 def test_truncated_gzip_is_refused(tmp_path, small_table):
     packed = gzip.compress(to_csv_text(small_table).encode())
-    path = tmp_path / "fer2013.csv.gz"
+    path = tmp_path / "generated.csv.gz"
     path.write_bytes(packed[: len(packed) // 2])
     with pytest.raises(FerDataError, match="truncated or corrupt gzip"):
         read_fer_csv(path)
