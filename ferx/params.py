@@ -92,7 +92,7 @@ class AugmentParams(Section):
 
 class TrainParams(Section):
     epochs: int = Field(22, ge=1, le=1000)
-    batch_size: int = Field(64, ge=1, le=8192)
+    batch_size: int = Field(32, ge=1, le=8192)
     eval_batch_size: int = Field(128, ge=1, le=65536)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: Float = Field(1e-3, gt=0, le=10)
