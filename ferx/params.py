@@ -93,7 +93,7 @@ class AugmentParams(Section):
 class TrainParams(Section):
     epochs: int = Field(22, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=8192)
-    eval_batch_size: int = Field(128, ge=1, le=65536)
+    eval_batch_size: int = Field(64, ge=1, le=65536)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: Float = Field(1e-3, gt=0, le=10)
     weight_decay: Float = Field(0.0, ge=0, le=1)
@@ -111,7 +111,7 @@ class TrainParams(Section):
     seed: int = Field(0, ge=0)
     threads: int = Field(0, ge=0, le=256)  # 0: torch's default
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # channels_last: about 2x faster on CPU (1x1 convs run as GEMMs; see ferx/model.py)
+    # channels_last: about 1.5x faster on CPU (1x1 convs run as GEMMs; see ferx/model.py)
     memory_format: Literal["channels_last", "contiguous"] = "channels_last"
 
 
@@ -119,7 +119,7 @@ Selection = Literal["accuracy", "macro_f1", "balanced_accuracy"]
 
 
 class EvaluateParams(Section):
-    batch_size: int = Field(128, ge=1, le=65536)
+    batch_size: int = Field(64, ge=1, le=65536)
 
 
 class ImproveParams(Section):
