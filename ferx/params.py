@@ -91,7 +91,7 @@ class AugmentParams(Section):
 
 
 class TrainParams(Section):
-    epochs: int = Field(22, ge=1, le=1000)
+    epochs: int = Field(50, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=8192)
     eval_batch_size: int = Field(64, ge=1, le=65536)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
@@ -103,7 +103,7 @@ class TrainParams(Section):
     plateau_patience: int = Field(2, ge=0)  # ... after this many epochs without gain
     warmup_epochs: int = Field(0, ge=0)
     patience: int = Field(0, ge=0)  # early stopping on PublicTest; 0 turns it off
-    label_smoothing: Float = Field(0.0, ge=0, lt=1)
+    label_smoothing: Float = Field(0.1, ge=0, lt=1)
     # the PublicTest metric that picks the kept epoch (PrivateTest is never used to choose)
     select_metric: Literal["accuracy", "macro_f1", "balanced_accuracy"] = "accuracy"
     augment: AugmentParams = AugmentParams()
