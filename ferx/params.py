@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from ferx.labels import CLASS_NAMES
 
@@ -128,11 +136,20 @@ class ImproveParams(Section):
     weighting: Literal["balanced", "effective", "none"] = "effective"
     beta: Float = Field(0.999, ge=0, lt=1)  # effective number of samples (Cui et al. 2019)
     init: Literal["baseline", "scratch"] = "baseline"
+    # all: fine-tune every layer; head: re-train only the classifier head on the baseline's
+    # features (classifier re-training, Kang et al. 2020); head needs init: baseline
+    retrain: Literal["all", "head"] = "all"
     epochs: int = Field(8, ge=1, le=1000)
     lr: Float = Field(3e-4, gt=0, le=10)
     schedule: Literal["cosine", "plateau", "constant"] = "cosine"
     warmup_epochs: int = Field(0, ge=0)
     select_metric: Selection = "macro_f1"
+
+    @model_validator(mode="after")
+    def _head_needs_a_baseline(self) -> ImproveParams:
+        if self.retrain == "head" and self.init != "baseline":
+            raise ValueError("retrain: head re-trains the baseline's head; init must be baseline")
+        return self
 
     def train_params(self, train: TrainParams) -> TrainParams:
         """The train section with this run's own epochs, lr, schedule and selection."""

@@ -48,6 +48,7 @@ def train_and_save(
     select_metric: str | None = None,
     class_weights: torch.Tensor | None = None,
     init_model: MiniXception | None = None,
+    trainable: str = "all",
     extra_metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit, keep the best-on-PublicTest weights, write model, metrics JSON and PNG curves."""
@@ -70,7 +71,9 @@ def train_and_save(
         select_metric=select_metric,
         class_weights=class_weights,
         init_state_dict=init_state,
+        trainable=trainable,
         fingerprint_extra={
+            "trainable": trainable,
             "select": select_metric,
             "weights": None if class_weights is None else class_weights.tolist(),
             "init": None if init_state is None else _digest(init_state),

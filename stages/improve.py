@@ -34,9 +34,11 @@ def main(params: Params) -> None:
         train_params=improve.train_params(params.train),
         class_weights=torch.tensor(weights, dtype=torch.float32),
         init_model=init_model,
+        trainable=improve.retrain,
         extra_metrics={
             "weighting": improve.weighting,
             "init": improve.init,
+            "retrain": improve.retrain,
             "class_weights": {
                 n: round(float(w), 4) for n, w in zip(CLASS_NAMES, weights, strict=True)
             },

@@ -45,6 +45,21 @@ def test_improve_fine_tunes_from_the_baseline_checkpoint(trained):
     assert (trained / "plots/improve/loss.png").exists()
 
 
+def test_improve_retraining_the_head_leaves_every_other_tensor_as_the_baseline(trained):
+    params = {**TINY, "improve": {"epochs": 1, "lr": 0.05, "retrain": "head"}}
+    result = run_stage("improve", trained, params)
+    assert result.returncode == 0, result.stderr
+    baseline = load_model(trained / "models/baseline.pt")[0].state_dict()
+    improved = load_model(trained / "models/improved.pt")[0].state_dict()
+    assert baseline.keys() == improved.keys()
+    for name, tensor in baseline.items():
+        if name.startswith("head."):
+            assert not torch.equal(improved[name], tensor), name
+        else:  # weights and BatchNorm running statistics alike
+            assert torch.equal(improved[name], tensor), name
+    assert json.loads((trained / "metrics/improve.json").read_text())["retrain"] == "head"
+
+
 def test_improve_from_scratch_does_not_start_from_the_baseline(trained):
     params = {**TINY, "improve": {"epochs": 1, "lr": 1e-12, "init": "scratch"}}
     assert run_stage("improve", trained, params).returncode == 0

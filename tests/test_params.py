@@ -47,6 +47,11 @@ def test_empty_file_gives_defaults(tmp_path):
         ({"train": {"lr": True}}, ["train.lr", "boolean"]),
         ({"train": {"schedule": "linear"}}, ["train.schedule", "'cosine'"]),
         ({"train": {"epochs": 0, "batch_size": "x"}}, ["train.epochs", "train.batch_size"]),
+        (
+            {"improve": {"retrain": "head", "init": "scratch"}},
+            ["improve:", "init must be baseline"],
+        ),
+        ({"improve": {"retrain": "body"}}, ["improve.retrain", "'all'"]),
         ([1, 2], ["expected a mapping"]),
     ],
 )
