@@ -138,7 +138,7 @@ class ImproveParams(Section):
     init: Literal["baseline", "scratch"] = "baseline"
     # all: fine-tune every layer; head: re-train only the classifier head on the baseline's
     # features (classifier re-training, Kang et al. 2020); head needs init: baseline
-    retrain: Literal["all", "head"] = "all"
+    retrain: Literal["all", "head"] = "head"
     epochs: int = Field(8, ge=1, le=1000)
     lr: Float = Field(3e-4, gt=0, le=10)
     schedule: Literal["cosine", "plateau", "constant"] = "cosine"

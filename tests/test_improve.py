@@ -28,7 +28,13 @@ def _conv_weights(model) -> dict[str, torch.Tensor]:
 def test_improve_fine_tunes_from_the_baseline_checkpoint(trained):
     params = {
         **TINY,
-        "improve": {"epochs": 1, "lr": 1e-12, "init": "baseline", "weighting": "balanced"},
+        "improve": {
+            "epochs": 1,
+            "lr": 1e-12,
+            "init": "baseline",
+            "retrain": "all",
+            "weighting": "balanced",
+        },
     }
     result = run_stage("improve", trained, params)
     assert result.returncode == 0, result.stderr
@@ -61,7 +67,7 @@ def test_improve_retraining_the_head_leaves_every_other_tensor_as_the_baseline(t
 
 
 def test_improve_from_scratch_does_not_start_from_the_baseline(trained):
-    params = {**TINY, "improve": {"epochs": 1, "lr": 1e-12, "init": "scratch"}}
+    params = {**TINY, "improve": {"epochs": 1, "lr": 1e-12, "init": "scratch", "retrain": "all"}}
     assert run_stage("improve", trained, params).returncode == 0
     baseline, _ = load_model(trained / "models/baseline.pt")
     improved, _ = load_model(trained / "models/improved.pt")
