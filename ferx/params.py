@@ -119,7 +119,7 @@ class TrainParams(Section):
     seed: int = Field(0, ge=0)
     threads: int = Field(0, ge=0, le=256)  # 0: torch's default
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # channels_last: about 1.5x faster on CPU (1x1 convs run as GEMMs; see ferx/model.py)
+    # channels_last: 1.35-1.5x faster on CPU (1x1 convs run as GEMMs; see ferx/model.py)
     memory_format: Literal["channels_last", "contiguous"] = "channels_last"
 
 
