@@ -49,7 +49,7 @@ def main() -> None:
                 shutil.copyfileobj(src, dst, 1 << 24)
         else:
             shutil.copy(args.csv, csv)
-        (work / "params.yaml").write_text(yaml.safe_dump({"prepare": {"csv": str(csv)}}))
+        (work / "params.yaml").write_text(yaml.safe_dump({"prepare": {"raw": str(csv)}}))
         print(f"input: {csv.stat().st_size / 1e6:.0f} MB CSV, {os.cpu_count()} CPUs")
 
         stage = []

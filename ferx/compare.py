@@ -1,4 +1,5 @@
-"""Baseline vs improved on PrivateTest: per-class recall side by side, plus a markdown table."""
+"""Baseline vs improved on PublicTest (which chose the improved model) and PrivateTest
+(reported): headline metrics and per-class recall side by side, plus a markdown table."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ import numpy as np
 from ferx.labels import CLASS_NAMES
 
 MODELS = ("baseline", "improved")
+# short key -> (evaluate file suffix, title); PublicTest first: it is the one that chose
+SPLITS = {"public": ("public_test", "PublicTest"), "private": ("private_test", "PrivateTest")}
+HEADLINE = (
+    ("accuracy", "accuracy"),
+    ("macro_f1", "macro-F1"),
+    ("balanced_accuracy", "balanced accuracy"),
+)
 
 
 def load_eval(path: str | Path) -> dict[str, Any]:
@@ -20,78 +28,85 @@ def load_eval(path: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def compare(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy, macro-F1, balanced accuracy and per-class recall of both models, and deltas."""
-    out: dict[str, Any] = {
-        "source": reports["baseline"]["source"],
-        "split": reports["baseline"]["split"],
+def load_reports(eval_dir: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """reports[split][model] from metrics/eval/<model>_<split>.json."""
+    return {
+        short: {m: load_eval(Path(eval_dir) / f"{m}_{file}.json") for m in MODELS}
+        for short, (file, _) in SPLITS.items()
     }
-    for model in MODELS:
-        report = reports[model]
-        out[model] = {
-            "accuracy": report["accuracy"],
-            "macro_f1": report["macro_f1"],
-            "balanced_accuracy": report["balanced_accuracy"],
-            "recall": {name: report["per_class"][name]["recall"] for name in CLASS_NAMES},
+
+
+def compare(reports: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """For each split: headline metrics and per-class recall of both models, and deltas."""
+    out: dict[str, Any] = {"source": reports["private"]["baseline"]["source"]}
+    for short, by_model in reports.items():
+        side: dict[str, Any] = {}
+        for model in MODELS:
+            report = by_model[model]
+            side[model] = {
+                **{key: report[key] for key, _ in HEADLINE},
+                "recall": {name: report["per_class"][name]["recall"] for name in CLASS_NAMES},
+            }
+        base, new = side["baseline"], side["improved"]
+        side["delta"] = {
+            **{key: new[key] - base[key] for key, _ in HEADLINE},
+            "recall": {n: new["recall"][n] - base["recall"][n] for n in CLASS_NAMES},
         }
-    base, new = out["baseline"], out["improved"]
-    out["delta"] = {
-        **{k: new[k] - base[k] for k in ("accuracy", "macro_f1", "balanced_accuracy")},
-        "recall": {n: new["recall"][n] - base["recall"][n] for n in CLASS_NAMES},
-    }
+        out[short] = side
     return out
 
 
 def recall_records(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows for DVC's bar_horizontal template: one bar per class and model."""
+    """Rows for DVC's bar_horizontal template: one bar per class, model and split."""
     return [
-        {"class_model": f"{name} / {model}", "recall": round(result[model]["recall"][name], 4)}
+        {
+            "class_model": f"{name} / {model} / {SPLITS[short][1]}",
+            "recall": round(result[short][model]["recall"][name], 4),
+        }
         for name in CLASS_NAMES
+        for short in SPLITS
         for model in MODELS
     ]
 
 
 def markdown_table(result: dict[str, Any]) -> str:
+    titles = [SPLITS[short][1] for short in SPLITS]
     rows = [
-        f"PrivateTest, {result['source']} data | baseline | improved | change",
-        "---|---:|---:|---:",
+        f"{result['source']} data | "
+        + " | ".join(f"{t} baseline | {t} improved | {t} change" for t in titles),
+        "---" + "|---:|---:|---:" * len(titles),
     ]
-    for key, label in (
-        ("accuracy", "accuracy"),
-        ("macro_f1", "macro-F1"),
-        ("balanced_accuracy", "balanced accuracy"),
-    ):
-        rows.append(_row(label, result["baseline"][key], result["improved"][key]))
-    for name in CLASS_NAMES:
-        rows.append(
-            _row(
-                f"recall {name}",
-                result["baseline"]["recall"][name],
-                result["improved"]["recall"][name],
+    metrics = [(key, label, None) for key, label in HEADLINE]
+    metrics += [("recall", f"recall {name}", name) for name in CLASS_NAMES]
+    for key, label, name in metrics:
+        cells = []
+        for short in SPLITS:
+            before, after = (
+                result[short][m][key] if name is None else result[short][m][key][name]
+                for m in MODELS
             )
-        )
-    return "\n".join(f"| {r} |" for r in rows) + "\n"
-
-
-def _row(label: str, before: float, after: float) -> str:
-    return f"{label} | {before:.4f} | {after:.4f} | {100 * (after - before):+.1f} pt"
+            cells.append(f"{before:.4f} | {after:.4f} | {100 * (after - before):+.1f} pt")
+        rows.append(f"{label} | " + " | ".join(cells))
+    note = (
+        "\nThe improved model's epoch was chosen on PublicTest macro-F1 "
+        "(the starting baseline counts as epoch 0); PrivateTest chose nothing.\n"
+    )
+    return "\n".join(f"| {r} |" for r in rows) + "\n" + note
 
 
 def plot_recall(result: dict[str, Any], path: str | Path) -> None:
     from ferx.plots import plt, save_figure
 
     x = np.arange(len(CLASS_NAMES))
-    fig, ax = plt.subplots(figsize=(7.2, 4.0))
-    for offset, model in ((-0.2, "baseline"), (0.2, "improved")):
-        values = [result[model]["recall"][n] for n in CLASS_NAMES]
-        bars = ax.bar(x + offset, values, width=0.4, label=model)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    ax.set_xticks(x, CLASS_NAMES)
-    ax.set(
-        ylabel="recall",
-        ylim=(0, 1.05),
-        title=f"Per-class recall on {result['split']} ({result['source']} data)",
-    )
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
+    fig, axes = plt.subplots(1, len(SPLITS), figsize=(12.0, 4.0), sharey=True)
+    for ax, (short, (_, title)) in zip(axes, SPLITS.items(), strict=True):
+        for offset, model in ((-0.2, "baseline"), (0.2, "improved")):
+            values = [result[short][model]["recall"][n] for n in CLASS_NAMES]
+            bars = ax.bar(x + offset, values, width=0.4, label=model)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.set_xticks(x, CLASS_NAMES, rotation=30)
+        ax.set(ylim=(0, 1.05), title=f"Per-class recall on {title} ({result['source']} data)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("recall")
+    axes[0].legend()
     save_figure(fig, path)

@@ -48,6 +48,18 @@ def label_from_name(path: Path) -> int | None:
     return CLASS_NAMES.index(stem) if stem in CLASS_NAMES else None
 
 
+def is_image_file(path: Path) -> bool:
+    return (
+        path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def holds_images(folder: str | Path) -> bool:
+    """Whether a probe folder has any image file (a user's folder may still be empty)."""
+    folder = Path(folder)
+    return folder.is_dir() and any(is_image_file(p) for p in folder.iterdir())
+
+
 def load_probes(folder: str | Path, warn=None) -> list[Probe]:
     """The labelled images of a folder; other files are skipped with a warning naming them."""
     warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
@@ -55,7 +67,9 @@ def load_probes(folder: str | Path, warn=None) -> list[Probe]:
     if not folder.is_dir():
         raise ProbeError(f"{folder}: probe folder not found")
     probes = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for path in sorted(folder.iterdir()):
+        if not is_image_file(path):  # README.md and the like are not probes
+            continue
         label = label_from_name(path)
         if label is None:
             warn(f"{path}: skipped, its name is not a label ({', '.join(CLASS_NAMES)})")

@@ -23,6 +23,8 @@ def save_figure(fig, path: str | Path) -> None:
 def plot_curves(history: list[dict], out_dir: str | Path, title: str, best_epoch: int) -> None:
     """loss.png and accuracy.png: train vs PublicTest vs PrivateTest per epoch."""
     epochs = [row["epoch"] for row in history]
+    # train loss is plain cross-entropy on the augmented batches (no label smoothing, no class
+    # weights), the same quantity as the evaluations' loss, so the curves share one axis
     for metric, label in (("loss", "cross-entropy loss"), ("accuracy", "accuracy")):
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
         for key, name in SERIES:

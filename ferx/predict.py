@@ -187,10 +187,16 @@ def main(argv: list[str] | None = None) -> int:
 
     model_path = args.model or next((p for p in DEFAULT_MODELS if p.exists()), DEFAULT_MODELS[-1])
     try:
-        model, _ = load_model(model_path)
+        model, meta = load_model(model_path)
     except CheckpointError as exc:
         print(f"error: {exc} (train one with `dvc repro`, or pass --model)", file=sys.stderr)
         return 2
+    if meta.get("source") != "real":
+        print(
+            f"warning: {model_path} was trained on {meta.get('source', 'unknown')} data, not "
+            "FER2013: its predictions on real faces mean nothing (see data/raw/README.md)",
+            file=sys.stderr,
+        )
     files = collect_files(args.paths)
     if not files:
         print("error: no image files given", file=sys.stderr)

@@ -13,20 +13,30 @@ import numpy as np
 from PIL import Image
 
 from ferx.atomic import atomic_dir, write_atomic
-from ferx.fercsv import USAGES, FerTable, parse_fer_csv, read_file_bytes, unpack_csv
+from ferx.fercsv import (
+    USAGES,
+    FerDataError,
+    FerTable,
+    parse_fer_csv,
+    read_file_bytes,
+    unpack_csv,
+)
 from ferx.labels import CLASS_NAMES, SPLITS
 from ferx.params import PrepareParams
 from ferx.synthetic import make_synthetic_fer
 
 SYNTHETIC_BANNER = """
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
-!! NO REAL DATA: {csv} does not exist.
+!! NO REAL DATA: {reason}.
 !! Running on the SYNTHETIC stand-in ({n} drawn faces, seed {seed}); every metric is labelled
 !! `source: synthetic` and says nothing about FER2013.
-!! For real results put FER2013 at {csv} (fer2013.csv, .csv.gz, Kaggle's fer2013.tar.gz or the
-!! ICML icml_face_data.csv) and run `dvc repro` again.
+!! For real results put FER2013 in {raw}/ (fer2013.csv, .csv.gz, Kaggle's fer2013.tar.gz or the
+!! ICML icml_face_data.csv; any name) and run `dvc repro` again.
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 """
+
+# Files in the raw-data folder that are never the data: notes, DVC's and git's own files.
+_NOT_DATA_SUFFIXES = {".md", ".txt", ".dvc"}
 
 
 @dataclass(frozen=True)
@@ -36,18 +46,85 @@ class Source:
     sha256: str | None
 
 
+def find_raw_file(raw: str | Path) -> Path | None:
+    """The FER2013 file: `raw` itself if it is a file, else the one data file in the folder
+    `raw` (any name; README, .md/.txt notes, .dvc files and dotfiles are not data). None when
+    there is none; two or more is an error naming them, since guessing could mix datasets."""
+    raw = Path(raw)
+    if raw.is_file():
+        return raw
+    if not raw.is_dir():
+        return None
+    candidates = sorted(
+        p
+        for p in raw.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.suffix.lower() not in _NOT_DATA_SUFFIXES
+        and not p.name.lower().startswith("readme")
+    )
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates)
+        raise FerDataError(
+            f"{raw}: {len(candidates)} data files found ({names}); keep exactly one FER2013 "
+            "file there (or point prepare.raw at the one to use)"
+        )
+    return candidates[0] if candidates else None
+
+
+def experiment_origin(cwd: Path) -> Path | None:
+    """The repository a DVC queued or temporary experiment was started from, when `cwd` is
+    one of DVC's experiment workspaces (<repo>/.dvc/tmp/exps/...), else None."""
+    parts = cwd.resolve().parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return None
+
+
+def _missing_real_data(raw: Path, params: PrepareParams) -> str | None:
+    """Why running on synthetic data here would be a silent lie, or None if it would not."""
+    if params.source == "real":
+        return (
+            f"{raw}: no FER2013 file, and prepare.source is 'real' (put the file there, or "
+            "set prepare.source: auto to allow the synthetic stand-in)"
+        )
+    origin = experiment_origin(Path.cwd())
+    if origin is not None and find_raw_file(origin / raw) is not None:
+        return (
+            f"{raw}: FER2013 is in {origin / raw} but not in this DVC experiment's workspace, "
+            "because DVC copies only what git or DVC tracks into queued and temporary "
+            f"experiments. Track it once: `dvc add {raw}/<file>` and commit the .dvc file "
+            "(README: Experiments), or queue with `dvc exp run --queue -C data/raw ...`"
+        )
+    return None
+
+
 def load_source(params: PrepareParams) -> tuple[FerTable, Source]:
-    """Parse the CSV at params.csv, or draw the synthetic set when no file is there."""
-    csv = Path(params.csv)
-    if not csv.exists():
+    """Parse the FER2013 file in params.raw, or draw the synthetic set when there is none
+    (refused where that would pass synthetic results off as real: see prepare.source)."""
+    raw = Path(params.raw)
+    found = None if params.source == "synthetic" else find_raw_file(raw)
+    if found is None:
+        problem = None if params.source == "synthetic" else _missing_real_data(raw, params)
+        if problem:
+            raise FerDataError(problem)
         syn = params.synthetic
-        print(SYNTHETIC_BANNER.format(csv=csv, n=syn.n_samples, seed=syn.seed), file=sys.stderr)
-        return make_synthetic_fer(syn.n_samples, syn.seed), Source("synthetic", str(csv), None)
-    raw = read_file_bytes(csv)
+        reason = (
+            "prepare.source is 'synthetic'"
+            if params.source == "synthetic"
+            else f"no FER2013 file in {raw}"
+        )
+        print(
+            SYNTHETIC_BANNER.format(reason=reason, raw=raw, n=syn.n_samples, seed=syn.seed),
+            file=sys.stderr,
+        )
+        return make_synthetic_fer(syn.n_samples, syn.seed), Source("synthetic", str(raw), None)
+    raw_bytes = read_file_bytes(found)
     with ThreadPoolExecutor(1) as pool:  # hashing runs beside parsing (both release the GIL)
-        digest = pool.submit(lambda: hashlib.sha256(raw).hexdigest())
-        table = parse_fer_csv(unpack_csv(raw, csv), csv)
-        return table, Source("real", str(csv), digest.result())
+        digest = pool.submit(lambda: hashlib.sha256(raw_bytes).hexdigest())
+        table = parse_fer_csv(unpack_csv(raw_bytes, found), found)
+        return table, Source("real", str(found), digest.result())
 
 
 def write_splits(table: FerTable, out_dir: str | Path) -> dict[str, Path]:

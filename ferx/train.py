@@ -74,6 +74,8 @@ class FitResult:
     best_epoch: int
     history: list[dict[str, float]]
     seconds: float
+    # fine-tuning only: the starting weights' PublicTest / PrivateTest metrics ("epoch 0")
+    start: dict[str, float] | None = None
 
 
 def choose_device(wanted: str) -> torch.device:
@@ -148,13 +150,56 @@ def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams, steps_
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def fingerprint(params: TrainParams, splits: dict[str, Split], extra: dict[str, Any]) -> str:
-    """What a resumable checkpoint must match: params, data, and run-specific settings."""
-    digest = hashlib.sha256(json.dumps([params.model_dump(), extra], sort_keys=True).encode())
+def fingerprint(
+    params: TrainParams,
+    splits: dict[str, Split],
+    initial_state: dict[str, torch.Tensor],
+    extra: dict[str, Any],
+) -> dict[str, str]:
+    """What a resumable checkpoint must match, as one sha256 per part so a mismatch can say
+    which part changed: the params, the training code, every byte of the data, the exact
+    initial weights, and the run's own settings (class weights, what learns, selection)."""
+    data = hashlib.sha256()
     for name in sorted(splits):
-        digest.update(splits[name].y.numpy().tobytes())
-        digest.update(splits[name].x.numpy()[:, :, ::7, ::7].tobytes())
+        data.update(name.encode())
+        data.update(splits[name].x.numpy().tobytes())
+        data.update(splits[name].y.numpy().tobytes())
+    return {
+        "params": _sha256_json(params.model_dump()),
+        "code": source_digest(training_sources()),
+        "data": data.hexdigest(),
+        "initial weights": state_digest(initial_state),
+        "run settings": _sha256_json(extra),
+    }
+
+
+def training_sources() -> list[Path]:
+    """The ferx modules a training run executes (the import closure of ferx.training_run and
+    ferx.weights): editing any of them makes an old checkpoint another run's."""
+    from ferx.sources import import_closure
+
+    return import_closure(["ferx.training_run", "ferx.weights"])
+
+
+def source_digest(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of every tensor's name, dtype, shape and bytes: equal only for equal weights."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().reshape(-1).contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(state[name].shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _sha256_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def fit(
@@ -169,8 +214,19 @@ def fit(
     optimizer = make_optimizer(model, params)
     scheduler = make_scheduler(optimizer, params, steps)
     weights = spec.class_weights.to(device) if spec.class_weights is not None else None
-    key = fingerprint(params, splits, spec.fingerprint_extra)
+    if spec.init_state_dict is not None:
+        model.load_state_dict(spec.init_state_dict)
+    key = fingerprint(params, splits, model.state_dict(), spec.fingerprint_extra)
     state = _resume_or_start(spec, key, model, optimizer, scheduler)
+    if state["epoch"] == 0 and spec.init_state_dict is not None:
+        # Fine-tuning: the starting weights are "epoch 0", scored like every epoch, and kept
+        # unless an epoch beats them on the PublicTest selection metric.
+        state["start"] = _evaluate(model, splits, params, device)
+        state["best_score"] = state["start"][f"public/{spec.select_metric}"]
+        print(
+            f"{spec.name}: starting weights (epoch 0): public {spec.select_metric} "
+            f"{state['best_score']:.4f}; kept unless an epoch beats it"
+        )
     live = _open_live(spec, state["history"])
     start = time.perf_counter() - state["seconds"]
 
@@ -180,17 +236,11 @@ def fit(
             break
         epoch_start = time.perf_counter()
         train_mode(model)
-        train_loss, train_acc = _train_one_epoch(
+        row = {"epoch": epoch}
+        row |= _train_one_epoch(
             model, train, params, optimizer, scheduler, weights, epoch, device, spec.name
         )
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        row |= {"train/loss": train_loss, "train/accuracy": train_acc}
-        for short, split in EVAL_SPLITS.items():
-            logits = predict_logits(
-                model, splits[split].x, params.eval_batch_size, device, params.memory_format
-            )
-            for metric, value in summary_metrics(logits, splits[split].y).items():
-                row[f"{short}/{metric}"] = value
+        row |= _evaluate(model, splits, params, device)
         row["seconds"] = time.perf_counter() - epoch_start
         score = row[f"public/{spec.select_metric}"]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -222,8 +272,24 @@ def fit(
     if live is not None:
         live.end()
     return FitResult(
-        state["best_state"], state["best_epoch"], state["history"], time.perf_counter() - start
+        state["best_state"],
+        state["best_epoch"],
+        state["history"],
+        time.perf_counter() - start,
+        state.get("start"),
     )
+
+
+def _evaluate(model, splits, params, device) -> dict[str, float]:
+    """PublicTest and PrivateTest summary metrics, keyed 'public/accuracy' and so on."""
+    row = {}
+    for short, split in EVAL_SPLITS.items():
+        logits = predict_logits(
+            model, splits[split].x, params.eval_batch_size, device, params.memory_format
+        )
+        for metric, value in summary_metrics(logits, splits[split].y).items():
+            row[f"{short}/{metric}"] = value
+    return row
 
 
 def freeze_all_but(model: torch.nn.Module, trainable: str) -> None:
@@ -246,13 +312,16 @@ def train_mode(model: torch.nn.Module) -> None:
 
 
 def _train_one_epoch(model, train, params, optimizer, scheduler, weights, epoch, device, name):
+    """One pass over the shuffled, augmented training set. Returns the epoch's mean learning
+    rate, its objective (label-smoothed, class-weighted in improve: what is minimised), and
+    plain cross-entropy and accuracy on the same batches, comparable with the evaluations."""
     # One generator per epoch, seeded from (seed, epoch): a resumed run draws the same
     # shuffles and augmentations as an uninterrupted one.
     generator = torch.Generator().manual_seed(params.seed * 1_000_003 + epoch)
     order = torch.randperm(len(train), generator=generator)
     step_scheduler = not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     fmt = memory_format(params.memory_format)
-    total_loss, correct, seen = 0.0, 0, 0
+    objective, plain, correct, seen, lr_sum, steps = 0.0, 0.0, 0, 0, 0.0, 0
     bar = tqdm(
         range(0, len(train), params.batch_size),
         desc=f"{name} epoch {epoch}/{params.epochs}",
@@ -270,33 +339,35 @@ def _train_one_epoch(model, train, params, optimizer, scheduler, weights, epoch,
         loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=params.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        lr_sum += optimizer.param_groups[0]["lr"]  # the rate this step uses
+        steps += 1
         optimizer.step()
         if step_scheduler:
             scheduler.step()
-        total_loss += loss.item() * len(y)
+        objective += loss.item() * len(y)
+        plain += F.cross_entropy(logits.detach(), y, reduction="sum").item()
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}", refresh=False)
+        bar.set_postfix(loss=f"{objective / seen:.4f}", acc=f"{correct / seen:.3f}", refresh=False)
     bar.close()
-    return total_loss / seen, correct / seen
+    return {
+        "lr": lr_sum / steps,
+        "train/objective": objective / seen,
+        "train/loss": plain / seen,
+        "train/accuracy": correct / seen,
+    }
 
 
 def _resume_or_start(spec, key, model, optimizer, scheduler) -> dict[str, Any]:
-    """Load an unfinished checkpoint of this very run, or start a fresh state."""
+    """Load an unfinished checkpoint of this very run, or start a fresh state. Anything else
+    (another run's, a finished one, an unreadable one) starts fresh with one line saying why."""
+    fresh = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     if spec.state_path.exists():
-        try:
-            saved = load_state(spec.state_path)
-        except ValueError as exc:
-            print(f"{spec.name}: ignoring unreadable checkpoint ({exc})", file=sys.stderr)
-            saved = {}
-        if saved.get("fingerprint") == key and not saved.get("finished"):
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            print(f"{spec.name}: resuming after epoch {saved['epoch']} from {spec.state_path}")
-            return saved
-    if spec.init_state_dict is not None:
-        model.load_state_dict(spec.init_state_dict)
+        reason = _resume(spec, key, model, optimizer, scheduler)
+        if isinstance(reason, dict):
+            return reason
+        print(f"{spec.name}: not resuming {spec.state_path}: {reason}; starting fresh")
+        model.load_state_dict(fresh)
     return {
         "fingerprint": key,
         "finished": False,
@@ -304,10 +375,34 @@ def _resume_or_start(spec, key, model, optimizer, scheduler) -> dict[str, Any]:
         "seconds": 0.0,
         "best_score": -math.inf,
         "best_epoch": 0,
-        "best_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "best_state": fresh,
         "stale": 0,
         "history": [],
     }
+
+
+def _resume(spec, key, model, optimizer, scheduler) -> dict[str, Any] | str:
+    """The saved state if it continues this run, else the reason it does not."""
+    try:
+        saved = load_state(spec.state_path)
+    except ValueError as exc:
+        return f"unreadable ({exc})"
+    theirs = saved.get("fingerprint")
+    if not isinstance(theirs, dict) or set(theirs) != set(key):
+        return "written by an older version of ferx"
+    changed = [part for part in key if theirs[part] != key[part]]
+    if changed:
+        return f"another run's ({', '.join(changed)} changed)"
+    if saved.get("finished"):
+        return "that run finished"
+    try:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        return f"its weights do not fit ({str(exc).strip().splitlines()[0]})"
+    print(f"{spec.name}: resuming after epoch {saved['epoch']} from {spec.state_path}")
+    return saved
 
 
 def _open_live(spec: RunSpec, history: list[dict[str, float]]):
@@ -344,7 +439,9 @@ def _log_epoch(name: str, row: dict, epochs: int, improved: bool, metric: str) -
 
 def history_table(history: list[dict[str, float]]) -> str:
     """A markdown table of the per-epoch metrics (for logs and notes)."""
-    head = "| epoch | lr | train loss | train acc | public loss | public acc | private acc | s |"
+    head = (
+        "| epoch | mean lr | train loss | train acc | public loss | public acc | private acc | s |"
+    )
     lines = [head, "|" + "---|" * 8]
     for r in history:
         lines.append(

@@ -72,11 +72,10 @@ def train_and_save(
         class_weights=class_weights,
         init_state_dict=init_state,
         trainable=trainable,
-        fingerprint_extra={
+        fingerprint_extra={  # the initial weights are hashed by the fingerprint itself
             "trainable": trainable,
             "select": select_metric,
             "weights": None if class_weights is None else class_weights.tolist(),
-            "init": None if init_state is None else _digest(init_state),
         },
     )
     result = fit(model, splits, train_params, spec)
@@ -84,13 +83,16 @@ def train_and_save(
     source = data_source()
     save_model(model_path, model, source=source, best_epoch=result.best_epoch, run=name)
 
-    best = next(row for row in result.history if row["epoch"] == result.best_epoch)
+    rows = [result.start, *result.history] if result.start else result.history
+    best = next(row for row in rows if row.get("epoch", 0) == result.best_epoch)
     metrics = {
         "source": source,
         "model": model_path.stem,
         "select_metric": f"public {select_metric}",
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
+        # fine-tuning: true when no epoch beat the starting weights, which are then kept
+        **({"kept_start": result.best_epoch == 0} if result.start else {}),
         **{
             short: {
                 m: best[f"{short}/{m}"]
@@ -110,13 +112,10 @@ def train_and_save(
         best_epoch=result.best_epoch,
     )
     print(history_table(result.history))
+    kept = "the starting weights" if result.best_epoch == 0 else f"epoch {result.best_epoch}"
     print(
-        f"{name}: kept epoch {result.best_epoch} (best public {select_metric}); "
+        f"{name}: kept {kept} (best public {select_metric}); "
         f"public accuracy {metrics['public']['accuracy']:.4f}, "
         f"private accuracy {metrics['private']['accuracy']:.4f}; {result.seconds:.0f} s"
     )
     return metrics
-
-
-def _digest(state: dict[str, torch.Tensor]) -> float:
-    return float(sum(float(v.double().sum()) for v in state.values()))

@@ -1,17 +1,14 @@
-"""dvc stage `compare`: per-class recall of baseline vs improved on PrivateTest."""
-
-from pathlib import Path
+"""dvc stage `compare`: baseline vs improved on PublicTest and PrivateTest."""
 
 from ferx.atomic import write_atomic, write_json
 from ferx.cli import run_stage
-from ferx.compare import MODELS, compare, load_eval, markdown_table, plot_recall, recall_records
+from ferx.compare import compare, load_reports, markdown_table, plot_recall, recall_records
 from ferx.params import Params
 
 
 def main(params: Params) -> None:
     del params  # validated like every stage's; compare itself has no knobs
-    reports = {m: load_eval(Path("metrics/eval") / f"{m}_private_test.json") for m in MODELS}
-    result = compare(reports)
+    result = compare(load_reports("metrics/eval"))
     write_json("metrics/compare.json", result)
     write_json("plots/compare/recall.json", recall_records(result))
     plot_recall(result, "plots/compare/recall.png")

@@ -8,7 +8,7 @@ import numpy as np
 from ferx.atomic import write_json
 from ferx.checkpoint import load_model
 from ferx.cli import run_stage
-from ferx.explain import explain_batch, load_probes, plot_grid, summarise
+from ferx.explain import explain_batch, holds_images, load_probes, plot_grid, summarise
 from ferx.params import Params
 from ferx.training_run import data_source
 
@@ -18,6 +18,9 @@ def main(params: Params, model_name: str) -> None:
     source = data_source()
     sets = {}
     for folder in params.explain.probe_dirs:
+        if Path(folder).is_dir() and not holds_images(folder):
+            print(f"explain {model_name} {folder}: no images yet, skipped")
+            continue
         probes = load_probes(folder)
         result = explain_batch(model, np.stack([p.image for p in probes]))
         name = Path(folder).name

@@ -43,7 +43,16 @@ def run_stage(name: str, cwd: Path, params: dict | None = None) -> subprocess.Co
     )
 
 
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "ferx", "data/raw/README.md", ".dvcignore")
+PROJECT_FILES = (
+    "dvc.yaml",
+    "params.yaml",
+    "stages",
+    "ferx",
+    "data/raw/README.md",
+    "data/user_probes/README.md",
+    ".dvcignore",
+    ".gitignore",
+)
 
 
 def make_dvc_project(root: Path, params_update: dict | None = None) -> Path:

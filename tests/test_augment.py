@@ -38,10 +38,32 @@ def test_affine_path_without_motion_is_identity_up_to_flip():
     torch.testing.assert_close(out, x, rtol=1e-4, atol=1e-3)
 
 
-def test_augmentation_keeps_pixel_range():
-    out = augment_batch(
-        _batch(),
-        AugmentParams(rotate_deg=30, translate=0.3, scale=0.3),
-        torch.Generator().manual_seed(2),
-    )
-    assert out.min() >= 0 and out.max() <= 255
+def _centre_of_mass(images: torch.Tensor) -> torch.Tensor:
+    """(row, col) of each image's brightness centre, in pixels."""
+    grid = torch.arange(48, dtype=torch.float32)
+    mass = images[:, 0].sum(dim=(1, 2))
+    rows = (images[:, 0].sum(dim=2) * grid).sum(dim=1) / mass
+    cols = (images[:, 0].sum(dim=1) * grid).sum(dim=1) / mass
+    return torch.stack([rows, cols], dim=1)
+
+
+def test_translation_moves_faces_by_up_to_its_fraction_of_the_side_and_no_further():
+    x = torch.zeros(256, 1, 48, 48)
+    x[:, :, 20:28, 20:28] = 255  # a bright square in the middle
+    params = AugmentParams(hflip=False, rotate_deg=0, translate=0.1, scale=0)
+    out = augment_batch(x, params, torch.Generator().manual_seed(5))
+    shift = (_centre_of_mass(out) - _centre_of_mass(x)).abs()
+    limit = 0.1 * 48  # translate is a fraction of the side: at most 4.8 px each way
+    assert shift.max() <= limit + 0.05
+    assert shift.max() >= 0.8 * limit  # 256 draws reach near the bound
+    assert (shift > 0.5).float().mean() > 0.7  # and most faces move
+
+
+def test_rotation_turns_by_up_to_its_angle():
+    x = torch.zeros(128, 1, 48, 48)
+    x[:, :, 22:26, 24:44] = 255  # a horizontal bar right of the centre
+    params = AugmentParams(hflip=False, rotate_deg=20, translate=0, scale=0)
+    out = augment_batch(x, params, torch.Generator().manual_seed(6))
+    row, col = (_centre_of_mass(out) - 23.5).unbind(1)
+    angles = torch.rad2deg(torch.atan2(row, col)).abs()
+    assert angles.max() <= 20.5 and angles.max() >= 15

@@ -1,3 +1,5 @@
+import time
+
 import pytest
 import torch
 from fvcore.nn import FlopCountAnalysis
@@ -28,5 +30,17 @@ def test_efficiency_is_accuracy_percent_per_gflop():
     assert efficiency(0.5, 1_000_000_000) == pytest.approx(50.0)
 
 
-def test_latency_is_a_positive_median():
-    assert 0 < latency_ms(MiniXception(), runs=5, warmup=1) < 1000
+class _Sleeper(nn.Module):
+    """A 'model' whose forward takes a known 20 ms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        time.sleep(0.02)
+        return x.flatten(1)[:, :7] + self.weight
+
+
+def test_latency_is_the_median_milliseconds_of_one_forward():
+    assert latency_ms(_Sleeper(), runs=5, warmup=1) == pytest.approx(20, abs=8)

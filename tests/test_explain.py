@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from captum.attr import GuidedGradCam
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -47,17 +47,31 @@ def test_gradcam_matches_the_hand_computation_and_peaks_on_the_planted_feature()
     assert 30 <= peak[0] < 36 and 8 <= peak[1] < 14
 
 
-def test_guided_gradcam_is_captums_product_with_bilinear_upsampling():
+def _gradcam_by_hand(model, layer, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Selvaraju et al.: weights = spatial mean of d score / d maps; relu(sum w * maps);
+    bilinear upsampling to the input size. Plain autograd, no captum."""
+    maps = {}
+    handle = layer.register_forward_hook(lambda module, inputs, out: maps.update(a=out))
+    score = model(x)[torch.arange(len(x)), target].sum()
+    handle.remove()
+    grads = torch.autograd.grad(score, maps["a"])[0]
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * maps["a"]).sum(dim=1, keepdim=True)).detach()
+    return F.interpolate(cam, size=(48, 48), mode="bilinear", align_corners=False)[:, 0]
+
+
+def test_gradcam_and_guided_gradcam_on_mini_xception_match_a_hand_computation():
     torch.manual_seed(0)
     model = MiniXception().eval()
     images = (np.random.default_rng(0).random((2, 48, 48)) * 255).astype(np.uint8)
     result = explain_batch(model, images)
     x = torch.from_numpy(images).float().unsqueeze(1)
-    reference = GuidedGradCam(model, model.head).attribute(
-        x, target=torch.from_numpy(result["predicted"]), interpolate_mode="bilinear"
-    )
+    # the layer is named here, not taken from the code: the head's class maps (3x3)
+    cam = _gradcam_by_hand(model, model.head, x, torch.from_numpy(result["predicted"])).numpy()
+    peak = cam.reshape(2, -1).max(axis=1)[:, None, None]
+    np.testing.assert_allclose(result["gradcam"], cam / peak, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(
-        result["guided_gradcam"], reference[:, 0].detach().numpy(), rtol=1e-4, atol=1e-6
+        result["guided_gradcam"], result["guided_backprop"] * cam, rtol=1e-4, atol=1e-6
     )
 
 
@@ -102,6 +116,21 @@ def test_label_from_name():
     assert label_from_name(Path("x.png")) is None
 
 
+def _explain(root):
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "stages/explain.py"), "--model", "baseline"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_explain_stage_writes_a_grid_and_json_per_probe_set(tmp_path):
     params = {
         "prepare": {"synthetic": {"n_samples": 120}},
@@ -109,20 +138,12 @@ def test_explain_stage_writes_a_grid_and_json_per_probe_set(tmp_path):
     }
     for stage in ("prepare", "train"):
         assert run_stage(stage, tmp_path, params if stage == "prepare" else None).returncode == 0
-    (tmp_path / "models/improved.pt").write_bytes((tmp_path / "models/baseline.pt").read_bytes())
-    import subprocess
-    import sys
-
-    from tests.conftest import PROJECT_ROOT
-
-    result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "stages/explain.py"), "--model", "baseline"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    user = tmp_path / "data/user_probes"
+    user.mkdir()
+    (user / "README.md").write_text("put your faces here")
+    result = _explain(tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "data/user_probes: no images yet, skipped" in result.stdout
     summary = json.loads((tmp_path / "metrics/explain/baseline.json").read_text())
     assert set(summary["share_correct"]) == {"test", "test2"}
     images = summary["sets"]["test"]["images"]
@@ -130,3 +151,11 @@ def test_explain_stage_writes_a_grid_and_json_per_probe_set(tmp_path):
     assert all(abs(sum(i["probabilities"].values()) - 1) < 1e-2 for i in images)
     for name in ("test", "test2"):
         assert (tmp_path / f"plots/explain/baseline/{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+    # the user's own face is explained beside the generated probes, and never removed
+    Image.fromarray(np.full((60, 60), 128, np.uint8)).save(user / "sad_mine.png")
+    assert _explain(tmp_path).returncode == 0
+    summary = json.loads((tmp_path / "metrics/explain/baseline.json").read_text())
+    assert summary["sets"]["user_probes"]["images"][0]["file"] == "sad_mine.png"
+    assert (tmp_path / "plots/explain/baseline/user_probes.png").exists()
+    assert (user / "sad_mine.png").exists()

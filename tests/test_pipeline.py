@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from ferx.checkpoint import load_state
 from ferx.synthetic import make_synthetic_fer, to_csv_text
@@ -123,7 +124,14 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
             assert report["source"] == "synthetic" and report["model"] == model
             assert (root / f"plots/eval/{model}_{split}/confusion.png").exists()
     compared = json.loads((root / "metrics/compare.json").read_text())
-    assert len(compared["delta"]["recall"]) == 7
+    for split in ("public", "private"):
+        assert len(compared[split]["delta"]["recall"]) == 7
+        improve = json.loads((root / "metrics/improve.json").read_text())
+        assert compared[split]["improved"]["accuracy"] == pytest.approx(
+            improve[split]["accuracy"]
+        )  # compare reads the evaluations of the very model improve kept
+    table = (root / "plots/compare/table.md").read_text()
+    assert "PublicTest improved" in table and "PrivateTest improved" in table
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "first run")
 
@@ -142,8 +150,74 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     assert set(stages_run(result.stdout)) == {"prepare"} | EXPLAIN
     assert stages_run(dvc(root, "repro").stdout) == []
 
+    # A face of the user's own: explain reruns and shows it; nothing deletes it.
+    Image.fromarray(make_synthetic_fer(70, seed=2).pixels[0]).save(
+        root / "data/user_probes/happy_mine.png"
+    )
+    assert set(stages_run(dvc(root, "repro").stdout)) == EXPLAIN
+    explained = json.loads((root / "metrics/explain/improved.json").read_text())
+    assert explained["sets"]["user_probes"]["images"][0]["file"] == "happy_mine.png"
+    dvc(root, "exp", "run", "-S", "prepare.probes.seed=6")  # prepare rewrites data/probes
+    assert (root / "data/user_probes/happy_mine.png").exists()
+
 
 EXPLAIN = {"explain@baseline", "explain@improved"}
 EVALUATE = {
     f"evaluate@{m}-{s}" for m in ("baseline", "improved") for s in ("public_test", "private_test")
 }
+
+
+def _run_queue(root: Path) -> dict[str, str]:
+    """Start DVC's queue worker and wait until no experiment is queued or running."""
+    dvc(root, "queue", "start")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = dvc(root, "queue", "status").stdout
+        rows = [line.split() for line in status.splitlines()[1:] if line.strip()]
+        states = {row[1]: row[-1] for row in rows if len(row) >= 5}
+        if states and not {"Queued", "Running"} & set(states.values()):
+            return states
+        time.sleep(1)
+    raise AssertionError(f"queue did not finish:\n{status}")
+
+
+def _experiment_metrics(root: Path, name: str) -> dict:
+    """metrics/prepare.json of experiment `name`, as `dvc exp show --json` reports it."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("name") == name and isinstance(node.get("data"), dict):
+                found.append(node["data"]["metrics"]["metrics/prepare.json"]["data"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(dvc(root, "exp", "show", "--json").stdout))
+    assert found, f"experiment {name} not in dvc exp show"
+    return found[0]
+
+
+def test_queued_experiments_run_on_the_real_csv_or_fail_never_on_synthetic(tmp_path):
+    root = make_dvc_project(tmp_path, TINY)
+    real = make_synthetic_fer(100, seed=9)  # stands in for FER2013: a CSV in data/raw
+    (root / "data/raw/fer2013.csv").write_text(to_csv_text(real))
+    assert git(root, "status", "--porcelain") == ""  # the data file is never offered to git
+
+    # Not tracked yet: DVC does not copy it into the queued workspace, and prepare says so.
+    dvc(root, "exp", "run", "--queue", "-n", "untracked", "-S", "prepare.probes.seed=3")
+    assert _run_queue(root)["untracked"] == "Failed"
+    log = dvc(root, "queue", "logs", "untracked", check=False)
+    assert "not in this DVC experiment's workspace" in log.stdout + log.stderr
+    assert "SYNTHETIC" not in log.stdout + log.stderr
+
+    # As the README says: track it with DVC once and commit the .dvc file.
+    dvc(root, "add", "data/raw/fer2013.csv")
+    git(root, "add", "data/raw/fer2013.csv.dvc")
+    git(root, "commit", "-q", "-m", "track FER2013 with DVC")
+    dvc(root, "exp", "run", "--queue", "-n", "tracked", "-S", "prepare.probes.seed=4", "prepare")
+    assert _run_queue(root)["tracked"] == "Success"
+    assert _experiment_metrics(root, "tracked")["source"] == "real"
+    assert _experiment_metrics(root, "tracked")["rows"] == len(real.labels)

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from ferx.checkpoint import save_model
+from ferx.labels import CLASS_NAMES
 from ferx.model import MiniXception
 from ferx.predict import main
 from ferx.synthetic import make_synthetic_fer
@@ -57,11 +58,28 @@ def test_crops_and_photos_are_classified_with_json_schema(tmp_path, model_path, 
 
 def test_table_output_and_gradcam_overlay(tmp_path, model_path, capsys):
     _photo(tmp_path / "photo.png", index=3)
+    assert main([str(tmp_path / "photo.png"), "--model", str(model_path), "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)["predictions"][0]
     code = main([str(tmp_path), "--model", str(model_path), "--gradcam", str(tmp_path / "cam.png")])
     assert code == 0
-    out = capsys.readouterr().out
-    assert "photo.png" in out and "emotion" in out and "surprise" in out
+    header, rule, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split() == ["file", "emotion", *(n[:8] for n in CLASS_NAMES)]
+    assert set(rule) == {"-"}
+    cells = row.split()
+    assert cells[0].endswith("photo.png") and cells[1] == expected["predicted"]
+    shown = [float(c) for c in cells[2:]]
+    assert shown == pytest.approx([expected["probabilities"][n] for n in CLASS_NAMES], abs=6e-4)
     assert (tmp_path / "cam.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_model_trained_on_synthetic_data_is_flagged(tmp_path, capsys):
+    Image.fromarray(FACES.pixels[1]).save(tmp_path / "crop.png")
+    for source, warned in (("synthetic", True), ("real", False)):
+        path = tmp_path / f"{source}.pt"
+        save_model(path, MiniXception(), source=source)
+        assert main([str(tmp_path / "crop.png"), "--model", str(path)]) == 0
+        err = capsys.readouterr().err
+        assert (f"trained on {source} data, not FER2013" in err) == warned, err
 
 
 def test_no_face_and_non_image_are_reported_per_file(tmp_path, model_path, capsys):

@@ -4,7 +4,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from ferx.prepare import load_split
+from ferx.prepare import experiment_origin, load_split
+from ferx.synthetic import to_csv_text
 from tests.conftest import run_stage
 
 SMALL = {"prepare": {"synthetic": {"n_samples": 150, "seed": 1}}}
@@ -54,7 +55,7 @@ def test_probes_are_private_test_faces_of_their_label_and_seeded(tmp_path):
 
 
 def test_real_csv_is_used_when_present_and_its_hash_recorded(tmp_path, small_csv, small_table):
-    params = {"prepare": {"csv": str(small_csv)}}
+    params = {"prepare": {"raw": str(small_csv)}}
     result = run_stage("prepare", tmp_path, params)
     assert result.returncode == 0, result.stderr
     assert "SYNTHETIC" not in result.stderr
@@ -70,7 +71,7 @@ def test_real_csv_is_used_when_present_and_its_hash_recorded(tmp_path, small_csv
 def test_invalid_file_is_an_error_never_a_fallback_and_leaves_nothing(tmp_path):
     bad = tmp_path / "fer2013.csv"
     bad.write_text("emotion,pixels,Usage\n9,1 2 3,Training\n")
-    result = run_stage("prepare", tmp_path, {"prepare": {"csv": str(bad)}})
+    result = run_stage("prepare", tmp_path, {"prepare": {"raw": str(bad)}})
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert "line 2: field 'emotion'" in result.stderr
@@ -79,7 +80,7 @@ def test_invalid_file_is_an_error_never_a_fallback_and_leaves_nothing(tmp_path):
 
 
 def test_a_failed_rerun_keeps_the_previous_outputs_whole(tmp_path, small_csv):
-    assert run_stage("prepare", tmp_path, {"prepare": {"csv": str(small_csv)}}).returncode == 0
+    assert run_stage("prepare", tmp_path, {"prepare": {"raw": str(small_csv)}}).returncode == 0
     before = (tmp_path / "data/prepared/train.npz").read_bytes()
     small_csv.write_text(small_csv.read_text().replace(",Training", ",Trainnig", 1))
     result = run_stage("prepare", tmp_path)
@@ -93,3 +94,57 @@ def test_bad_params_stop_the_stage_before_any_work(tmp_path):
     assert result.returncode == 2
     assert "prepare.seeed: unknown key" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def _raw_folder(root, table, *names: str):
+    raw = root / "data/raw"
+    raw.mkdir(parents=True)
+    (raw / "README.md").write_text("notes")
+    (raw / ".gitignore").write_text("/x.csv\n")
+    for name in names:
+        (raw / name).write_text(to_csv_text(table))
+    return raw
+
+
+def test_the_one_data_file_in_the_folder_is_used_whatever_its_name(tmp_path, small_table):
+    _raw_folder(tmp_path, small_table, "icml_face_data.csv")
+    (tmp_path / "data/raw/icml_face_data.csv.dvc").write_text("outs: []\n")
+    result = run_stage("prepare", tmp_path, {})
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "metrics/prepare.json").read_text())
+    assert summary["source"] == "real" and summary["input"] == "data/raw/icml_face_data.csv"
+
+
+def test_two_data_files_are_an_error_naming_both(tmp_path, small_table):
+    _raw_folder(tmp_path, small_table, "fer2013.csv", "faces.csv")
+    result = run_stage("prepare", tmp_path, {})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "2 data files found (faces.csv, fer2013.csv)" in result.stderr
+    assert not (tmp_path / "data/prepared").exists()
+
+
+def test_source_real_without_data_is_an_error_and_synthetic_ignores_real_data(
+    tmp_path, small_table
+):
+    result = run_stage("prepare", tmp_path, {"prepare": {"source": "real"}})
+    assert result.returncode == 2 and "prepare.source is 'real'" in result.stderr
+    assert not (tmp_path / "data/prepared").exists()
+    _raw_folder(tmp_path, small_table, "fer2013.csv")
+    result = run_stage("prepare", tmp_path, {"prepare": {"source": "synthetic", **SMALL_SYN}})
+    assert result.returncode == 0 and "prepare.source is 'synthetic'" in result.stderr
+    assert json.loads((tmp_path / "metrics/prepare.json").read_text())["source"] == "synthetic"
+
+
+SMALL_SYN = SMALL["prepare"]
+
+
+def test_an_experiment_workspace_without_the_data_its_repo_has_is_an_error(tmp_path, small_table):
+    _raw_folder(tmp_path, small_table, "fer2013.csv")  # the user's workspace has FER2013
+    workspace = tmp_path / ".dvc/tmp/exps/tmpabc123"  # where DVC runs a queued experiment
+    (workspace / "data/raw").mkdir(parents=True)
+    result = run_stage("prepare", workspace, SMALL)
+    assert result.returncode == 2 and "SYNTHETIC" not in result.stderr
+    assert "not in this DVC experiment's workspace" in result.stderr
+    assert "dvc add data/raw/<file>" in result.stderr
+    assert not (workspace / "data/prepared").exists()
+    assert experiment_origin(workspace) == tmp_path and experiment_origin(tmp_path) is None

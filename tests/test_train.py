@@ -1,3 +1,4 @@
+import math
 import os
 import pickle
 import subprocess
@@ -10,7 +11,7 @@ import torch
 from ferx.checkpoint import CheckpointError, load_model, load_state, save_model, save_state
 from ferx.model import MiniXception, ModelConfig
 from ferx.params import TrainParams
-from ferx.train import RunSpec, fit
+from ferx.train import RunSpec, Split, fit, training_sources
 from tests.conftest import tiny_splits
 
 SPLITS = tiny_splits(160, seed=0)
@@ -22,7 +23,7 @@ def quick(**overrides) -> TrainParams:
 
 
 def run(tmp_path, params: TrainParams, name: str = "state", **spec):
-    torch.manual_seed(params.seed)
+    torch.manual_seed(params.seed)  # the same initial weights for every run of the same seed
     model = MiniXception(ModelConfig())
     result = fit(model, SPLITS, params, RunSpec("test", tmp_path / f"{name}.pt", **spec))
     return model, result
@@ -65,10 +66,167 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
     assert [r["public/loss"] for r in resumed.history] == [r["public/loss"] for r in full.history]
 
 
-def test_a_finished_or_foreign_checkpoint_starts_a_fresh_run(tmp_path):
+def _interrupted(tmp_path, params: TrainParams, name: str, after: int = 1, **spec) -> None:
+    """A run killed after `after` epochs: its unfinished checkpoint stays behind."""
+
+    def interrupt(history):
+        if len(history) == after:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, params, name, on_epoch_end=interrupt, **spec)
+    assert not load_state(tmp_path / f"{name}.pt")["finished"]
+
+
+def test_an_unfinished_checkpoint_of_other_params_is_not_resumed(tmp_path, capsys):
+    _interrupted(tmp_path, quick(lr=1e-2), "s")
+    _, again = run(tmp_path, quick(lr=3e-3), "s")
+    _, reference = run(tmp_path, quick(lr=3e-3), "reference")
+    assert "not resuming" in capsys.readouterr().out
+    assert [r["public/loss"] for r in again.history] == [
+        r["public/loss"] for r in reference.history
+    ]
+
+
+def test_a_finished_checkpoint_starts_a_fresh_run(tmp_path, capsys):
     run(tmp_path, quick(epochs=1), "s")
-    _, again = run(tmp_path, quick(epochs=2), "s")  # other params: not resumed
-    assert [r["epoch"] for r in again.history] == [1, 2]
+    _, again = run(tmp_path, quick(epochs=1), "s")
+    assert [r["epoch"] for r in again.history] == [1]
+    assert "that run finished" in capsys.readouterr().out
+
+
+def test_changed_data_outside_any_subsample_is_another_run(tmp_path, capsys):
+    _interrupted(tmp_path, quick(), "s")
+    x = SPLITS["train"].x.clone()
+    x[5, 0, 1, 1] ^= 1  # one pixel of one image, off the old 1-in-7 grid
+    changed = {**SPLITS, "train": Split(x, SPLITS["train"].y)}
+    torch.manual_seed(0)
+    result = fit(MiniXception(), changed, quick(), RunSpec("test", tmp_path / "s.pt"))
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert "data changed" in capsys.readouterr().out
+
+
+def test_other_initial_weights_with_the_same_sum_are_another_run(tmp_path, capsys):
+    torch.manual_seed(0)
+    init = MiniXception().state_dict()
+    _interrupted(tmp_path, quick(), "s", init_state_dict=init)
+    swapped = {k: v.clone() for k, v in init.items()}
+    flat = swapped["stem.0.weight"].view(-1)
+    flat[0], flat[1] = flat[1].clone(), flat[0].clone()  # same float sum, other weights
+    _, result = run(tmp_path, quick(), "s", init_state_dict=swapped)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert "initial weights changed" in capsys.readouterr().out
+
+
+def test_edited_training_code_makes_a_checkpoint_another_runs(tmp_path, monkeypatch, capsys):
+    module = tmp_path / "loop.py"
+    module.write_text("STEP = 1\n")
+    monkeypatch.setattr("ferx.train.training_sources", lambda: [module])
+    _interrupted(tmp_path, quick(), "s")
+    module.write_text("STEP = 2\n")  # the loop was edited between the kill and the rerun
+    _, result = run(tmp_path, quick(), "s")
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert "code changed" in capsys.readouterr().out
+
+
+def test_training_code_fingerprint_covers_every_module_training_runs():
+    names = {path.name for path in training_sources()}
+    assert {"train.py", "model.py", "augment.py", "training_run.py", "weights.py"} <= names
+    assert {"metrics.py", "params.py", "checkpoint.py"} <= names
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_starts_fresh_without_a_traceback(tmp_path, capsys):
+    _interrupted(tmp_path, quick(), "s")
+    saved = load_state(tmp_path / "s.pt")
+    other = MiniXception(ModelConfig(widths=(8, 16))).state_dict()
+    save_state(tmp_path / "s.pt", {**saved, "model": other})  # fingerprint kept, weights foreign
+    _, result = run(tmp_path, quick(), "s")
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert "do not fit" in capsys.readouterr().out
+
+
+def test_an_unreadable_checkpoint_starts_fresh(tmp_path, capsys):
+    (tmp_path / "s.pt").write_bytes(b"garbage")
+    _, result = run(tmp_path, quick(epochs=1), "s")
+    assert [r["epoch"] for r in result.history] == [1]
+    assert "unreadable" in capsys.readouterr().out
+
+
+def _shuffled_private_labels(splits: dict[str, Split]) -> dict[str, Split]:
+    private = splits["private_test"]
+    order = torch.randperm(len(private), generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(private.y[order], private.y)
+    return {**splits, "private_test": Split(private.x, private.y[order])}
+
+
+@pytest.mark.parametrize("kind", ["train", "improve"])
+def test_private_test_labels_choose_nothing(tmp_path, kind):
+    spec: dict = {}
+    params = quick(epochs=4)
+    if kind == "improve":  # as the improve stage runs: from weights, head only, weighted
+        torch.manual_seed(1)
+        spec = {
+            "init_state_dict": MiniXception().state_dict(),
+            "trainable": "head",
+            "select_metric": "macro_f1",
+            "class_weights": torch.tensor([1.0, 3.0, 1.0, 0.5, 1.0, 1.0, 1.0]),
+        }
+    results = []
+    for name, splits in (("a", SPLITS), ("b", _shuffled_private_labels(SPLITS))):
+        torch.manual_seed(params.seed)
+        model = MiniXception()
+        results.append(fit(model, splits, params, RunSpec(kind, tmp_path / f"{name}.pt", **spec)))
+    honest, shuffled = results
+    assert honest.best_epoch == shuffled.best_epoch
+    for key, value in honest.best_state_dict.items():
+        assert torch.equal(value, shuffled.best_state_dict[key]), key
+    assert [r["private/loss"] for r in honest.history] != [
+        r["private/loss"] for r in shuffled.history
+    ]  # PrivateTest was measured, and differently: it just chose nothing
+
+
+def test_fine_tuning_keeps_the_starting_weights_unless_an_epoch_beats_them(tmp_path):
+    torch.manual_seed(0)
+    start = MiniXception()
+    fit(start, SPLITS, quick(epochs=3), RunSpec("pre", tmp_path / "pre.pt"))
+    init = {k: v.clone() for k, v in start.state_dict().items()}
+    # a learning rate that wrecks the weights: no epoch can beat the start on PublicTest
+    _, wrecked = run(tmp_path, quick(epochs=2, lr=5.0), "w", init_state_dict=init)
+    assert wrecked.best_epoch == 0 and wrecked.start is not None
+    for key, value in init.items():
+        assert torch.equal(wrecked.best_state_dict[key], value), key
+    assert all(r["public/accuracy"] <= wrecked.start["public/accuracy"] for r in wrecked.history)
+    _, gentle = run(tmp_path, quick(epochs=3, lr=1e-3), "g", init_state_dict=init)
+    best = gentle.history[gentle.best_epoch - 1] if gentle.best_epoch else gentle.start
+    assert best["public/accuracy"] >= gentle.start["public/accuracy"]
+    assert all(r["public/accuracy"] <= best["public/accuracy"] for r in gentle.history)
+
+
+def test_head_only_training_changes_only_the_head(tmp_path):
+    torch.manual_seed(0)
+    init = {k: v.clone() for k, v in MiniXception().state_dict().items()}
+    model = MiniXception()
+    fit(
+        model,
+        SPLITS,
+        quick(epochs=1, lr=0.05),
+        RunSpec("h", tmp_path / "h.pt", init_state_dict=init, trainable="head"),
+    )
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, init[name]) != name.startswith("head."), name
+
+
+def test_logged_lr_is_the_mean_rate_the_epoch_used_and_loss_is_plain_cross_entropy(tmp_path):
+    _, result = run(tmp_path, quick(epochs=2, lr=1e-2, label_smoothing=0.3))
+    last = result.history[-1]
+    assert last["lr"] > 0  # cosine reaches 0 only after the last step
+    steps = -(-len(SPLITS["train"]) // 32)
+    expected = [
+        1e-2 * 0.5 * (1 + math.cos(math.pi * s / (2 * steps))) for s in range(steps, 2 * steps)
+    ]
+    assert last["lr"] == pytest.approx(sum(expected) / steps, rel=1e-6)
+    # label smoothing raises the objective above plain cross-entropy on the same batches
+    assert last["train/objective"] > last["train/loss"]
 
 
 def test_early_stopping_on_public_test(tmp_path):
@@ -157,7 +315,7 @@ def test_ragged_batches_do_not_crash_the_training_loop(tmp_path, layout):
         from pathlib import Path
         from ferx.model import MiniXception
         from ferx.params import TrainParams
-        from ferx.train import RunSpec, fit
+        from ferx.train import RunSpec, Split, fit, training_sources
         from tests.conftest import tiny_splits
         splits = tiny_splits(100, seed=1)
         params = TrainParams(epochs=1, batch_size=13, eval_batch_size=7, device="cpu",

@@ -1,0 +1,53 @@
+import pytest
+
+from ferx.compare import compare, markdown_table, recall_records
+from ferx.labels import CLASS_NAMES
+
+
+def _report(accuracy: float, disgust_recall: float) -> dict:
+    per_class = {n: {"recall": 0.5} for n in CLASS_NAMES}
+    per_class["disgust"]["recall"] = disgust_recall
+    return {
+        "source": "synthetic",
+        "accuracy": accuracy,
+        "macro_f1": accuracy - 0.1,
+        "balanced_accuracy": accuracy - 0.2,
+        "per_class": per_class,
+    }
+
+
+REPORTS = {
+    "public": {"baseline": _report(0.60, 0.30), "improved": _report(0.61, 0.50)},
+    "private": {"baseline": _report(0.64, 0.35), "improved": _report(0.62, 0.55)},
+}
+
+
+def test_both_splits_are_compared_with_their_own_numbers():
+    result = compare(REPORTS)
+    assert result["public"]["delta"]["accuracy"] == pytest.approx(0.01)
+    assert result["private"]["delta"]["accuracy"] == pytest.approx(-0.02)
+    assert result["public"]["delta"]["recall"]["disgust"] == pytest.approx(0.20)
+    assert result["private"]["improved"]["recall"]["disgust"] == 0.55
+
+
+def test_table_puts_public_test_beside_private_test():
+    lines = markdown_table(compare(REPORTS)).splitlines()
+    assert "PublicTest baseline" in lines[0] and "PrivateTest change" in lines[0]
+    assert lines[0].index("PublicTest") < lines[0].index("PrivateTest")
+    accuracy = next(line for line in lines if line.startswith("| accuracy |"))
+    assert [c.strip() for c in accuracy.strip("|").split("|")] == [
+        "accuracy",
+        "0.6000",
+        "0.6100",
+        "+1.0 pt",
+        "0.6400",
+        "0.6200",
+        "-2.0 pt",
+    ]
+    assert any("PrivateTest chose nothing" in line for line in lines)
+
+
+def test_recall_records_name_class_model_and_split():
+    records = recall_records(compare(REPORTS))
+    assert len(records) == 7 * 2 * 2
+    assert {"class_model": "disgust / improved / PublicTest", "recall": 0.5} in records
