@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from ferx.augment import augment_batch
+from ferx.inference import memory_format, predict_logits
 from ferx.model import MiniXception
 from ferx.params import AugmentParams, TrainParams
-from ferx.train import make_optimizer, memory_format, predict_logits
+from ferx.train import make_optimizer
 
 
 def train_rate(layout: str, batch: int, seconds: float) -> float:

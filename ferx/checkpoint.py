@@ -10,13 +10,14 @@ from typing import Any
 import torch
 
 from ferx.atomic import write_atomic
+from ferx.errors import UserError
 from ferx.labels import CLASS_NAMES
 from ferx.model import MiniXception, ModelConfig
 
 MODEL_FORMAT = "ferx-mini-xception/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A model or state file is missing, unreadable, or does not fit what is asked of it."""
 
 

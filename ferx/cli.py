@@ -1,4 +1,7 @@
-"""What every stage script shares: load params once, turn known errors into one-line exits."""
+"""What every stage script shares: load params once, turn user errors into one-line exits.
+
+Imports only what every stage needs anyway (params): the prepare stage must not pay for torch.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from ferx.checkpoint import CheckpointError
-from ferx.explain import ProbeError
-from ferx.fercsv import FerDataError
-from ferx.params import Params, ParamsError, load_params
-
-# Errors a user can cause and fix; anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    CheckpointError,
-    FerDataError,
-    ParamsError,
-    ProbeError,
-    FileNotFoundError,
-)
-
-
-class StageError(ValueError):
-    """A stage's input is unusable; the message says which file and what is wrong."""
+from ferx.errors import UserError
+from ferx.params import Params, load_params
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -37,7 +25,7 @@ def run_stage(main: Callable[[Params], None]) -> None:
     try:
         params = load_params(os.environ.get("FERX_PARAMS", "params.yaml"))
         main(params)
-    except (*USER_ERRORS, StageError) as exc:
+    except (UserError, FileNotFoundError) as exc:  # a bug keeps its traceback
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; outputs written so far are complete, rerun to continue", 130)

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ferx.labels import CLASS_NAMES
+from ferx.labels import CLASS_NAMES, EVAL_SPLITS, SPLIT_TITLES
 
 MODELS = ("baseline", "improved")
-# short key -> (evaluate file suffix, title); PublicTest first: it is the one that chose
-SPLITS = {"public": ("public_test", "PublicTest"), "private": ("private_test", "PrivateTest")}
+# metric prefix -> (evaluate file suffix, title); PublicTest first: it is the one that chose
+SPLITS = {short: (name, SPLIT_TITLES[name]) for short, name in EVAL_SPLITS.items()}
 HEADLINE = (
     ("accuracy", "accuracy"),
     ("macro_f1", "macro-F1"),

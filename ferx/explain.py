@@ -18,12 +18,14 @@ import torch
 from captum.attr import GuidedBackprop, LayerAttribution, LayerGradCam
 from PIL import Image, UnidentifiedImageError
 
+from ferx.errors import UserError
+from ferx.faces import to_face_array
 from ferx.labels import CLASS_NAMES, IMAGE_SIDE
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-class ProbeError(ValueError):
+class ProbeError(UserError):
     """A probe folder is missing, empty, or holds no usable image."""
 
 
@@ -32,14 +34,6 @@ class Probe:
     path: Path
     label: int  # index into CLASS_NAMES, from the file name
     image: np.ndarray  # uint8 48 x 48
-
-
-def to_face_array(image: Image.Image) -> np.ndarray:
-    """Any PIL image -> 48x48 uint8 grayscale, the form the training data has."""
-    gray = image.convert("L")
-    if gray.size != (IMAGE_SIDE, IMAGE_SIDE):
-        gray = gray.resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.LANCZOS)
-    return np.asarray(gray, dtype=np.uint8)
 
 
 def label_from_name(path: Path) -> int | None:

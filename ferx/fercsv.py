@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferx.errors import UserError
 from ferx.labels import IMAGE_SIDE, NUM_CLASSES, SPLITS
 
 PIXELS_PER_IMAGE = IMAGE_SIDE * IMAGE_SIDE
@@ -30,7 +31,7 @@ COLUMNS = ("emotion", "pixels", "usage")
 _SHORT_FIELD_WIDTH = 24  # emotion and Usage values are compared as fixed-width byte strings
 
 
-class FerDataError(ValueError):
+class FerDataError(UserError):
     """The input file is not a valid FER2013 CSV; the message names file, line and field."""
 
 

@@ -8,4 +8,8 @@ SPLITS: dict[str, str] = {
     "PublicTest": "public_test",
     "PrivateTest": "private_test",
 }
+# "public_test" -> "PublicTest", for titles and reports
+SPLIT_TITLES: dict[str, str] = {name: usage for usage, name in SPLITS.items()}
+# the evaluated splits: metric prefix ("public/accuracy") -> split name
+EVAL_SPLITS: dict[str, str] = {"public": "public_test", "private": "private_test"}
 IMAGE_SIDE = 48

@@ -21,12 +21,13 @@ from pydantic import (
     model_validator,
 )
 
+from ferx.errors import UserError
 from ferx.labels import CLASS_NAMES
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError):
     """params.yaml is missing, unreadable or does not match the schema."""
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ferx.explain import IMAGE_SUFFIXES, explain_batch, to_face_array
+from ferx.explain import IMAGE_SUFFIXES, explain_batch
+from ferx.faces import to_face_array
 from ferx.labels import CLASS_NAMES, IMAGE_SIDE
 
 DEFAULT_MODELS = (Path("models/improved.pt"), Path("models/baseline.pt"))

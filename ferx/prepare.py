@@ -148,18 +148,6 @@ def _save_npz(path: Path, x: np.ndarray, y: np.ndarray) -> None:
                 np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read one prepared split, checking what the later stages rely on."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not found; run `dvc repro prepare` first")
-    with np.load(path, allow_pickle=False) as data:
-        x, y = data["x"], data["y"]
-    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"{path}: expected x uint8 (N, H, W) and y (N), got {x.shape}, {y.shape}")
-    return x, y.astype(np.int64)
-
-
 def choose_probes(
     table: FerTable, classes: list[str], seed: int, salt: int = 0
 ) -> dict[str, np.ndarray]:

@@ -24,12 +24,12 @@ from tqdm import tqdm
 
 from ferx.augment import augment_batch
 from ferx.checkpoint import load_state, save_state
+from ferx.data import load_split
+from ferx.inference import memory_format, predict_logits
+from ferx.labels import EVAL_SPLITS, SPLITS
 from ferx.metrics import summary_metrics
 from ferx.model import MiniXception
 from ferx.params import TrainParams
-from ferx.prepare import load_split
-
-EVAL_SPLITS = {"public": "public_test", "private": "private_test"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Split:
 def load_splits(prepared_dir: str | Path) -> dict[str, Split]:
     """train, public_test and private_test as tensors (pixels stay uint8 until batched)."""
     splits = {}
-    for name in ("train", *EVAL_SPLITS.values()):
+    for name in SPLITS.values():
         x, y = load_split(Path(prepared_dir) / f"{name}.npz")
         splits[name] = Split(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y))
     return splits
@@ -84,34 +84,6 @@ def choose_device(wanted: str) -> torch.device:
     if wanted == "cpu" or (wanted == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda")
-
-
-def memory_format(name: str) -> torch.memory_format:
-    return torch.channels_last if name == "channels_last" else torch.contiguous_format
-
-
-@torch.inference_mode()
-def predict_logits(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    batch_size: int = 128,
-    device: torch.device | None = None,
-    layout: str = "channels_last",
-) -> torch.Tensor:
-    """Logits for uint8 images (N x 1 x H x W), in eval mode, in batches; float32 on CPU."""
-    device = device or next(model.parameters()).device
-    fmt = memory_format(layout)
-    was_training = model.training
-    model.eval()
-    model.to(memory_format=fmt)
-    out = [
-        model(x[i : i + batch_size].to(device, torch.float32).contiguous(memory_format=fmt))
-        .float()
-        .cpu()
-        for i in range(0, len(x), batch_size)
-    ]
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 7)
 
 
 def make_optimizer(model: torch.nn.Module, params: TrainParams) -> torch.optim.Optimizer:

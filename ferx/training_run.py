@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,18 +9,12 @@ import torch
 
 from ferx.atomic import write_json
 from ferx.checkpoint import save_model
+from ferx.data import data_source
+from ferx.labels import EVAL_SPLITS
 from ferx.model import MiniXception, ModelConfig
 from ferx.params import ModelParams, Params, TrainParams
 from ferx.plots import plot_curves
-from ferx.train import EVAL_SPLITS, RunSpec, Split, fit, history_table, load_splits
-
-
-def data_source(prepare_metrics: str | Path = "metrics/prepare.json") -> str:
-    """'real' or 'synthetic', as prepare recorded it, so every metric says what it measured."""
-    try:
-        return json.loads(Path(prepare_metrics).read_text())["source"]
-    except (OSError, ValueError, KeyError):
-        return "unknown"
+from ferx.train import RunSpec, Split, fit, history_table, load_splits
 
 
 def model_config(params: ModelParams, train: Split) -> ModelConfig:

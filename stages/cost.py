@@ -9,8 +9,8 @@ from ferx.atomic import write_json
 from ferx.checkpoint import load_model
 from ferx.cli import run_stage
 from ferx.cost import FLOP_NOTE, model_cost, plot_accuracy_vs_gflops
+from ferx.data import data_source
 from ferx.params import Params
-from ferx.training_run import data_source
 
 MODELS = ("baseline", "improved")
 

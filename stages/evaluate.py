@@ -8,13 +8,11 @@ import torch
 from ferx.atomic import write_json
 from ferx.checkpoint import load_model
 from ferx.cli import run_stage
+from ferx.data import data_source, load_split
 from ferx.evaluate import confusion, evaluate_logits, plot_confusion, write_confusion_json
+from ferx.inference import predict_logits
+from ferx.labels import EVAL_SPLITS, SPLIT_TITLES
 from ferx.params import Params
-from ferx.prepare import load_split
-from ferx.train import predict_logits
-from ferx.training_run import data_source
-
-SPLIT_TITLES = {"public_test": "PublicTest", "private_test": "PrivateTest"}
 
 
 def main(params: Params, model_name: str, split: str) -> None:
@@ -41,6 +39,6 @@ def main(params: Params, model_name: str, split: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, choices=["baseline", "improved"])
-    parser.add_argument("--split", required=True, choices=sorted(SPLIT_TITLES))
+    parser.add_argument("--split", required=True, choices=sorted(EVAL_SPLITS.values()))
     args = parser.parse_args()
     run_stage(lambda params: main(params, args.model, args.split))

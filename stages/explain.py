@@ -8,9 +8,9 @@ import numpy as np
 from ferx.atomic import write_json
 from ferx.checkpoint import load_model
 from ferx.cli import run_stage
+from ferx.data import data_source
 from ferx.explain import explain_batch, holds_images, load_probes, plot_grid, summarise
 from ferx.params import Params
-from ferx.training_run import data_source
 
 
 def main(params: Params, model_name: str) -> None:

@@ -7,9 +7,9 @@ import torch
 
 from ferx.checkpoint import load_model
 from ferx.cli import run_stage
+from ferx.data import load_split
 from ferx.labels import CLASS_NAMES, NUM_CLASSES
 from ferx.params import Params
-from ferx.prepare import load_split
 from ferx.training_run import train_and_save
 from ferx.weights import class_weights
 

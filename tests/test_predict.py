@@ -62,7 +62,8 @@ def test_table_output_and_gradcam_overlay(tmp_path, model_path, capsys):
     expected = json.loads(capsys.readouterr().out)["predictions"][0]
     code = main([str(tmp_path), "--model", str(model_path), "--gradcam", str(tmp_path / "cam.png")])
     assert code == 0
-    header, rule, row = capsys.readouterr().out.strip().splitlines()
+    model_line, header, rule, row = capsys.readouterr().out.strip().splitlines()
+    assert model_line == f"model: {model_path}"
     assert header.split() == ["file", "emotion", *(n[:8] for n in CLASS_NAMES)]
     assert set(rule) == {"-"}
     cells = row.split()

@@ -4,7 +4,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from ferx.prepare import experiment_origin, load_split
+from ferx.data import load_split
+from ferx.prepare import experiment_origin
 from ferx.synthetic import to_csv_text
 from tests.conftest import run_stage
 

@@ -1,0 +1,28 @@
+"""Reading what prepare wrote: the npz splits and the data source of a run (numpy only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one prepared split, checking what the later stages rely on."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found; run `dvc repro prepare` first")
+    with np.load(path, allow_pickle=False) as data:
+        x, y = data["x"], data["y"]
+    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"{path}: expected x uint8 (N, H, W) and y (N), got {x.shape}, {y.shape}")
+    return x, y.astype(np.int64)
+
+
+def data_source(prepare_metrics: str | Path = "metrics/prepare.json") -> str:
+    """'real' or 'synthetic', as prepare recorded it, so every metric says what it measured."""
+    try:
+        return json.loads(Path(prepare_metrics).read_text())["source"]
+    except (OSError, ValueError, KeyError):
+        return "unknown"

@@ -1,0 +1,52 @@
+"""What each stage imports is what dvc.yaml says it depends on, and no stage imports more
+than it needs (the prepare stage must not pay for torch)."""
+
+import subprocess
+import sys
+
+import yaml
+
+from ferx.sources import import_closure
+from tests.conftest import PROJECT_ROOT
+
+STAGES = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def _code_deps(stage: dict) -> set[str]:
+    return {d for d in stage["deps"] if isinstance(d, str) and d.startswith("ferx/")}
+
+
+def test_every_stage_declares_exactly_the_ferx_modules_its_script_imports():
+    for name, stage in STAGES.items():
+        script = PROJECT_ROOT / "stages" / f"{name}.py"
+        assert f"stages/{name}.py" in stage["deps"], name
+        closure = {f"ferx/{path.name}" for path in import_closure([script])}
+        declared = _code_deps(stage)
+        assert closure - declared == set(), f"{name}: dvc.yaml misses {sorted(closure - declared)}"
+        assert declared - closure == set(), f"{name}: dvc.yaml lists {sorted(declared - closure)}"
+
+
+def test_the_closure_follows_imports_inside_functions_and_from_package_imports(tmp_path):
+    script = tmp_path / "stage.py"
+    script.write_text("def main():\n    from ferx.compare import compare\n    import ferx.labels\n")
+    names = {path.name for path in import_closure([script])}
+    assert {"compare.py", "labels.py", "plots.py", "atomic.py"} <= names  # plots: compare's own
+    assert "train.py" not in names
+
+
+def test_importing_the_prepare_stage_loads_no_torch_captum_or_matplotlib():
+    modules = sorted(
+        f"ferx.{path.stem}" for path in import_closure([PROJECT_ROOT / "stages/prepare.py"])
+    )
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "heavy = sorted({'torch', 'captum', 'matplotlib', 'torchvision'} & set(sys.modules))\n"
+        + "print(','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ferx.prepare" in modules and "ferx.cli" in modules
+    assert result.stdout.strip() == "", f"the prepare stage imports {result.stdout.strip()}"
