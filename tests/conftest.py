@@ -43,28 +43,21 @@ def run_stage(name: str, cwd: Path, params: dict | None = None) -> subprocess.Co
     )
 
 
-PROJECT_FILES = (
-    "dvc.yaml",
-    "params.yaml",
-    "stages",
-    "ferx",
-    "data/raw/README.md",
-    "data/user_probes/README.md",
-    ".dvcignore",
-    ".gitignore",
-)
+def tracked_files() -> list[str]:
+    """The files git tracks in this checkout: what a fresh clone would hold."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    return [name for name in listed.split("\0") if name and (PROJECT_ROOT / name).is_file()]
 
 
 def make_dvc_project(root: Path, params_update: dict | None = None) -> Path:
-    """A throwaway copy of the pipeline in its own git + DVC repo (analytics off)."""
-    for name in PROJECT_FILES:
-        source = PROJECT_ROOT / name
+    """A throwaway fresh clone of the pipeline (the tracked files, as they are in this working
+    tree) in its own git + DVC repo, analytics off, params updated and committed."""
+    for name in tracked_files():
         target = root / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
+        shutil.copy2(PROJECT_ROOT / name, target)
     params = yaml.safe_load((root / "params.yaml").read_text())
     for section, values in (params_update or {}).items():
         _merge(params.setdefault(section, {}), values)
@@ -72,7 +65,6 @@ def make_dvc_project(root: Path, params_update: dict | None = None) -> Path:
     git(root, "init", "-q")
     git(root, "config", "user.email", "ci@example.com")
     git(root, "config", "user.name", "ci")
-    dvc(root, "init", "-q")
     dvc(root, "config", "core.analytics", "false")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "pipeline")

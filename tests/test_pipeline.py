@@ -118,6 +118,10 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     root = make_dvc_project(tmp_path, TINY_ALL)
     ran = stages_run(dvc(root, "repro").stdout)
     assert set(ran) == {"prepare", "train", "improve", "compare", "cost"} | EXPLAIN | EVALUATE
+    # a fresh clone's run modifies no tracked file: no stale outputs are committed
+    changed = [line for line in git(root, "status", "--porcelain").splitlines()]
+    assert not [line for line in changed if not line.startswith("??")], changed
+    assert "?? dvc.lock" in changed  # what there is to commit is what DVC made
     for model in ("baseline", "improved"):
         for split in ("public_test", "private_test"):
             report = json.loads((root / f"metrics/eval/{model}_{split}.json").read_text())
