@@ -225,3 +225,33 @@ def test_queued_experiments_run_on_the_real_csv_or_fail_never_on_synthetic(tmp_p
     assert _run_queue(root)["tracked"] == "Success"
     assert _experiment_metrics(root, "tracked")["source"] == "real"
     assert _experiment_metrics(root, "tracked")["rows"] == len(real.labels)
+
+
+def test_a_team_shares_models_and_experiments_through_git_and_dvc_remotes(tmp_path):
+    origin, storage = tmp_path / "origin.git", tmp_path / "storage"
+    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    a = make_dvc_project(tmp_path / "a", TINY_ALL)
+    dvc(a, "remote", "add", "-d", "shared", str(storage))
+    dvc(a, "repro")
+    git(a, "add", "-A")  # the README's policy: dvc.lock, metrics, curves and plots to git
+    git(a, "commit", "-q", "-m", "results")
+    dvc(a, "push")  # data, probes, models, explain grids to the DVC remote
+    git(a, "remote", "add", "origin", str(origin))
+    git(a, "push", "-q", "origin", "HEAD:main")
+
+    b = tmp_path / "b"
+    subprocess.run(["git", "clone", "-q", "-b", "main", str(origin), str(b)], check=True)
+    dvc(b, "pull")
+    assert (b / "models/improved.pt").read_bytes() == (a / "models/improved.pt").read_bytes()
+    assert "Data and pipelines are up to date" in dvc(b, "status").stdout
+    assert stages_run(dvc(b, "repro").stdout) == []  # nothing retrains after a pull
+
+    # An experiment made in A reaches B with its metrics and its model.
+    dvc(a, "exp", "run", "-n", "faster-improve", "-S", "improve.lr=0.002")
+    made = (a / "models/improved.pt").read_bytes()
+    dvc(a, "exp", "push", "origin", "faster-improve")
+    dvc(b, "exp", "pull", "origin", "faster-improve")
+    shown = json.loads(dvc(b, "exp", "show", "--json").stdout)
+    assert "faster-improve" in json.dumps(shown) and "0.002" in json.dumps(shown)
+    dvc(b, "exp", "apply", "faster-improve")
+    assert (b / "models/improved.pt").read_bytes() == made
