@@ -107,7 +107,6 @@ class AugmentParams(Section):
 class TrainParams(Section):
     epochs: int = Field(50, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=8192)
-    eval_batch_size: int = Field(64, ge=1, le=65536)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: Float = Field(1e-3, gt=0, le=10)
     weight_decay: Float = Field(0.0, ge=0, le=1)
@@ -123,17 +122,21 @@ class TrainParams(Section):
     augment: AugmentParams = AugmentParams()
     model: ModelParams = ModelParams()
     seed: int = Field(0, ge=0)
-    threads: int = Field(0, ge=0, le=256)  # 0: torch's default
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    # channels_last: 1.35-1.5x faster on CPU (1x1 convs run as GEMMs; see ferx/model.py)
-    memory_format: Literal["channels_last", "contiguous"] = "channels_last"
 
 
 Selection = Literal["accuracy", "macro_f1", "balanced_accuracy"]
 
 
-class EvaluateParams(Section):
-    batch_size: int = Field(64, ge=1, le=65536)
+class RuntimeParams(Section):
+    """How a run is computed, not what it computes. No stage declares this section in dvc.yaml
+    and the resume fingerprint leaves it out, so changing it reruns nothing. (Thread count,
+    device and layout can move the last bits of floating-point sums; the recipe is the same.)"""
+
+    threads: int = Field(0, ge=0, le=256)  # 0: torch's default
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # channels_last: 1.35-1.5x faster on CPU (1x1 convs run as GEMMs; see ferx/model.py)
+    memory_format: Literal["channels_last", "contiguous"] = "channels_last"
+    eval_batch_size: int = Field(64, ge=1, le=65536)  # inference batch (evaluations, epochs)
 
 
 class ImproveParams(Section):
@@ -180,16 +183,15 @@ class ExplainParams(Section):
 
 class CostParams(Section):
     batch_size: int = Field(128, ge=1, le=65536)  # throughput batch
-    threads: int = Field(0, ge=0, le=256)  # 0: torch's default
 
 
 class Params(Section):
     prepare: PrepareParams = PrepareParams()
     train: TrainParams = TrainParams()
-    evaluate: EvaluateParams = EvaluateParams()
     improve: ImproveParams = ImproveParams()
     explain: ExplainParams = ExplainParams()
     cost: CostParams = CostParams()
+    runtime: RuntimeParams = RuntimeParams()
 
 
 def _describe(error: dict[str, Any]) -> str:

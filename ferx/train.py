@@ -29,7 +29,7 @@ from ferx.inference import memory_format, predict_logits
 from ferx.labels import EVAL_SPLITS, SPLITS
 from ferx.metrics import summary_metrics
 from ferx.model import MiniXception
-from ferx.params import TrainParams
+from ferx.params import RuntimeParams, TrainParams
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class FitResult:
 
 def choose_device(wanted: str) -> torch.device:
     if wanted == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device: cuda was asked for but no CUDA device is available")
+        raise ValueError("runtime.device: cuda was asked for but no CUDA device is available")
     if wanted == "cpu" or (wanted == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda")
@@ -175,11 +175,17 @@ def _sha256_json(value: Any) -> str:
 
 
 def fit(
-    model: MiniXception, splits: dict[str, Split], params: TrainParams, spec: RunSpec
+    model: MiniXception,
+    splits: dict[str, Split],
+    params: TrainParams,
+    spec: RunSpec,
+    runtime: RuntimeParams | None = None,
 ) -> FitResult:
-    """Train `model` on splits['train']; select on PublicTest; log and checkpoint each epoch."""
-    device = choose_device(params.device)
-    model.to(device, memory_format=memory_format(params.memory_format))
+    """Train `model` on splits['train']; select on PublicTest; log and checkpoint each epoch.
+    `runtime` says how (device, layout, inference batch), never what: it is not fingerprinted."""
+    runtime = runtime or RuntimeParams()
+    device = choose_device(runtime.device)
+    model.to(device, memory_format=memory_format(runtime.memory_format))
     freeze_all_but(model, spec.trainable)
     train = splits["train"]
     steps = math.ceil(len(train) / params.batch_size)
@@ -193,7 +199,7 @@ def fit(
     if state["epoch"] == 0 and spec.init_state_dict is not None:
         # Fine-tuning: the starting weights are "epoch 0", scored like every epoch, and kept
         # unless an epoch beats them on the PublicTest selection metric.
-        state["start"] = _evaluate(model, splits, params, device)
+        state["start"] = _evaluate(model, splits, runtime, device)
         state["best_score"] = state["start"][f"public/{spec.select_metric}"]
         print(
             f"{spec.name}: starting weights (epoch 0): public {spec.select_metric} "
@@ -210,9 +216,9 @@ def fit(
         train_mode(model)
         row = {"epoch": epoch}
         row |= _train_one_epoch(
-            model, train, params, optimizer, scheduler, weights, epoch, device, spec.name
+            model, train, params, optimizer, scheduler, weights, epoch, device, spec.name, runtime
         )
-        row |= _evaluate(model, splits, params, device)
+        row |= _evaluate(model, splits, runtime, device)
         row["seconds"] = time.perf_counter() - epoch_start
         score = row[f"public/{spec.select_metric}"]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -252,12 +258,12 @@ def fit(
     )
 
 
-def _evaluate(model, splits, params, device) -> dict[str, float]:
+def _evaluate(model, splits, runtime, device) -> dict[str, float]:
     """PublicTest and PrivateTest summary metrics, keyed 'public/accuracy' and so on."""
     row = {}
     for short, split in EVAL_SPLITS.items():
         logits = predict_logits(
-            model, splits[split].x, params.eval_batch_size, device, params.memory_format
+            model, splits[split].x, runtime.eval_batch_size, device, runtime.memory_format
         )
         for metric, value in summary_metrics(logits, splits[split].y).items():
             row[f"{short}/{metric}"] = value
@@ -283,7 +289,9 @@ def train_mode(model: torch.nn.Module) -> None:
             module.eval()
 
 
-def _train_one_epoch(model, train, params, optimizer, scheduler, weights, epoch, device, name):
+def _train_one_epoch(
+    model, train, params, optimizer, scheduler, weights, epoch, device, name, runtime
+):
     """One pass over the shuffled, augmented training set. Returns the epoch's mean learning
     rate, its objective (label-smoothed, class-weighted in improve: what is minimised), and
     plain cross-entropy and accuracy on the same batches, comparable with the evaluations."""
@@ -292,7 +300,7 @@ def _train_one_epoch(model, train, params, optimizer, scheduler, weights, epoch,
     generator = torch.Generator().manual_seed(params.seed * 1_000_003 + epoch)
     order = torch.randperm(len(train), generator=generator)
     step_scheduler = not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-    fmt = memory_format(params.memory_format)
+    fmt = memory_format(runtime.memory_format)
     objective, plain, correct, seen, lr_sum, steps = 0.0, 0.0, 0, 0, 0.0, 0
     bar = tqdm(
         range(0, len(train), params.batch_size),

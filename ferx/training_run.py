@@ -46,8 +46,8 @@ def train_and_save(
 ) -> dict[str, Any]:
     """Fit, keep the best-on-PublicTest weights, write model, metrics JSON and PNG curves."""
     train_params = train_params or params.train
-    if train_params.threads:
-        torch.set_num_threads(train_params.threads)
+    if params.runtime.threads:
+        torch.set_num_threads(params.runtime.threads)
     torch.manual_seed(train_params.seed)
     splits = load_splits(params.prepare.out_dir)
     if init_model is not None:
@@ -71,7 +71,7 @@ def train_and_save(
             "weights": None if class_weights is None else class_weights.tolist(),
         },
     )
-    result = fit(model, splits, train_params, spec)
+    result = fit(model, splits, train_params, spec, params.runtime)
     model.load_state_dict(result.best_state_dict)
     source = data_source()
     save_model(model_path, model, source=source, best_epoch=result.best_epoch, run=name)

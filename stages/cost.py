@@ -16,8 +16,8 @@ MODELS = ("baseline", "improved")
 
 
 def main(params: Params) -> None:
-    if params.cost.threads:
-        torch.set_num_threads(params.cost.threads)
+    if params.runtime.threads:
+        torch.set_num_threads(params.runtime.threads)
     costs = {}
     for name in MODELS:
         path = Path("models") / f"{name}.pt"

@@ -19,7 +19,7 @@ def main(params: Params, model_name: str, split: str) -> None:
     model, _ = load_model(Path("models") / f"{model_name}.pt")
     x, y = load_split(Path(params.prepare.out_dir) / f"{split}.npz")
     images, labels = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
-    logits = predict_logits(model, images, params.evaluate.batch_size)
+    logits = predict_logits(model, images, params.runtime.eval_batch_size)
     source = data_source()
     report = evaluate_logits(logits, labels)
     write_json(

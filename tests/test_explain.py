@@ -134,7 +134,8 @@ def _explain(root):
 def test_explain_stage_writes_a_grid_and_json_per_probe_set(tmp_path):
     params = {
         "prepare": {"synthetic": {"n_samples": 120}},
-        "train": {"epochs": 1, "batch_size": 32, "threads": 1},
+        "train": {"epochs": 1, "batch_size": 32},
+        "runtime": {"threads": 1},
     }
     for stage in ("prepare", "train"):
         assert run_stage(stage, tmp_path, params if stage == "prepare" else None).returncode == 0

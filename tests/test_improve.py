@@ -8,7 +8,8 @@ from tests.conftest import run_stage
 
 TINY = {
     "prepare": {"synthetic": {"n_samples": 150}},
-    "train": {"epochs": 1, "batch_size": 32, "eval_batch_size": 64, "threads": 1},
+    "train": {"epochs": 1, "batch_size": 32},
+    "runtime": {"threads": 1},
 }
 
 

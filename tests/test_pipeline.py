@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 from ferx.checkpoint import load_state
@@ -45,7 +46,8 @@ def test_misspelled_param_fails_the_stage_with_the_key(tmp_path):
 
 TINY_TRAIN = {
     "prepare": {"synthetic": {"n_samples": 150}},
-    "train": {"epochs": 3, "batch_size": 32, "eval_batch_size": 64, "threads": 1},
+    "train": {"epochs": 3, "batch_size": 32},
+    "runtime": {"threads": 1},
 }
 
 
@@ -60,6 +62,11 @@ def test_train_stage_through_dvc_then_nothing_to_do(tmp_path):
     steps = (root / "dvclive/train/plots/metrics/public/accuracy.tsv").read_text().splitlines()
     assert len(steps) == 1 + 3
     assert stages_run(dvc(root, "repro", "train").stdout) == []
+    # "how" settings rerun nothing: a thread count or an inference batch is not a new run
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["runtime"] |= {"threads": 2, "eval_batch_size": 16}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stages_run(dvc(root, "repro").stdout) == []
     shown = dvc(root, "plots", "show", "--json", "baseline_accuracy").stdout
     assert "accuracy" in shown
 

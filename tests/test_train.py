@@ -10,7 +10,7 @@ import torch
 
 from ferx.checkpoint import CheckpointError, load_model, load_state, save_model, save_state
 from ferx.model import MiniXception, ModelConfig
-from ferx.params import TrainParams
+from ferx.params import RuntimeParams, TrainParams
 from ferx.train import RunSpec, Split, fit, training_sources
 from tests.conftest import tiny_splits
 
@@ -18,7 +18,7 @@ SPLITS = tiny_splits(160, seed=0)
 
 
 def quick(**overrides) -> TrainParams:
-    base = {"epochs": 3, "batch_size": 32, "eval_batch_size": 64, "lr": 3e-3, "device": "cpu"}
+    base = {"epochs": 3, "batch_size": 32, "lr": 3e-3}
     return TrainParams(**{**base, **overrides})
 
 
@@ -86,6 +86,15 @@ def test_an_unfinished_checkpoint_of_other_params_is_not_resumed(tmp_path, capsy
     assert [r["public/loss"] for r in again.history] == [
         r["public/loss"] for r in reference.history
     ]
+
+
+def test_runtime_settings_do_not_stop_a_resume(tmp_path, capsys):
+    _interrupted(tmp_path, quick(), "s")
+    torch.manual_seed(0)
+    other = RuntimeParams(eval_batch_size=16, memory_format="contiguous")
+    result = fit(MiniXception(), SPLITS, quick(), RunSpec("test", tmp_path / "s.pt"), other)
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
 
 
 def test_a_finished_checkpoint_starts_a_fresh_run(tmp_path, capsys):
@@ -332,13 +341,14 @@ def test_ragged_batches_do_not_crash_the_training_loop(tmp_path, layout):
         f"""
         from pathlib import Path
         from ferx.model import MiniXception
-        from ferx.params import TrainParams
-        from ferx.train import RunSpec, Split, fit, training_sources
+        from ferx.params import RuntimeParams, TrainParams
+        from ferx.train import RunSpec, fit
         from tests.conftest import tiny_splits
         splits = tiny_splits(100, seed=1)
-        params = TrainParams(epochs=1, batch_size=13, eval_batch_size=7, device="cpu",
-                             memory_format={layout!r})
-        fit(MiniXception(), splits, params, RunSpec("ragged", Path({str(tmp_path / "s.pt")!r})))
+        params = TrainParams(epochs=1, batch_size=13)
+        runtime = RuntimeParams(eval_batch_size=7, device="cpu", memory_format={layout!r})
+        spec = RunSpec("ragged", Path({str(tmp_path / "s.pt")!r}))
+        fit(MiniXception(), splits, params, spec, runtime)
         print("survived")
         """
     )
