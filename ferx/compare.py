@@ -24,7 +24,7 @@ HEADLINE = (
 def load_eval(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not found; run `dvc repro` for the evaluate stages first")
+        raise FileNotFoundError(f"{path}: not found; run `dvc repro` for the stages before compare")
     return json.loads(path.read_text())
 
 
@@ -53,6 +53,34 @@ def compare(reports: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
             "recall": {n: new["recall"][n] - base["recall"][n] for n in CLASS_NAMES},
         }
         out[short] = side
+    return out
+
+
+def summary(
+    reports: dict[str, dict[str, dict[str, Any]]],
+    runs: dict[str, dict[str, Any]],
+    costs: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The headline numbers of both models, the one file DVC shows as metrics (28 columns in
+    `dvc exp show`): per split accuracy, macro-F1, balanced accuracy and Disgust recall; the
+    kept epoch and training minutes; GFLOPs, parameters and efficiency. `runs` holds the train
+    and improve metrics by model, `costs` the cost stage's figures by model."""
+    out: dict[str, Any] = {"source": reports["private"]["baseline"]["source"]}
+    for model in MODELS:
+        row: dict[str, Any] = {}
+        for short in SPLITS:
+            report = reports[short][model]
+            row[short] = {key: round(report[key], 4) for key, _ in HEADLINE}
+            row[short]["disgust_recall"] = round(report["per_class"]["disgust"]["recall"], 4)
+        run, cost = runs[model], costs[model]
+        row["best_epoch"] = run["best_epoch"]
+        if "kept_start" in run:
+            row["kept_start"] = run["kept_start"]
+        row["train_minutes"] = round(run["seconds"] / 60, 1)
+        row["gflops"] = round(cost["gflops"], 5)
+        row["parameters"] = cost["parameters"]
+        row["efficiency"] = round(cost["efficiency"], 1)
+        out[model] = row
     return out
 
 

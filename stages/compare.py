@@ -1,19 +1,37 @@
-"""dvc stage `compare`: baseline vs improved on PublicTest and PrivateTest."""
+"""dvc stage `compare`: baseline vs improved on PublicTest and PrivateTest, and the headline
+metrics file (`metrics/summary.json`) that `dvc exp show` lists."""
 
 from ferx.atomic import write_atomic, write_json
 from ferx.cli import run_stage
-from ferx.compare import compare, load_reports, markdown_table, plot_recall, recall_records
+from ferx.compare import (
+    compare,
+    load_eval,
+    load_reports,
+    markdown_table,
+    plot_recall,
+    recall_records,
+    summary,
+)
 from ferx.params import Params
+
+RUNS = {"baseline": "train", "improved": "improve"}  # model -> the stage that trained it
 
 
 def main(params: Params) -> None:
     del params  # validated like every stage's; compare itself has no knobs
-    result = compare(load_reports("metrics/eval"))
+    reports = load_reports("metrics/eval")
+    result = compare(reports)
     write_json("metrics/compare.json", result)
     write_json("plots/compare/recall.json", recall_records(result))
     plot_recall(result, "plots/compare/recall.png")
     table = markdown_table(result)
     write_atomic("plots/compare/table.md", lambda tmp: tmp.write_text(table))
+    runs = {
+        "baseline": load_eval("metrics/train.json"),
+        "improved": load_eval("metrics/improve.json"),
+    }
+    costs = load_eval("metrics/cost.json")
+    write_json("metrics/summary.json", summary(reports, runs, costs))
     print(table)
 
 

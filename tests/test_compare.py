@@ -1,6 +1,6 @@
 import pytest
 
-from ferx.compare import compare, markdown_table, recall_records
+from ferx.compare import compare, markdown_table, recall_records, summary
 from ferx.labels import CLASS_NAMES
 
 
@@ -51,3 +51,30 @@ def test_recall_records_name_class_model_and_split():
     records = recall_records(compare(REPORTS))
     assert len(records) == 7 * 2 * 2
     assert {"class_model": "disgust / improved / PublicTest", "recall": 0.5} in records
+
+
+def test_summary_holds_the_headline_numbers_of_both_models_and_nothing_per_class():
+    runs = {
+        "baseline": {"best_epoch": 42, "seconds": 1981.0},
+        "improved": {"best_epoch": 0, "kept_start": True, "seconds": 185.9},
+    }
+    costs = {
+        m: {"gflops": 0.005853, "parameters": 56951, "efficiency": e}
+        for m, e in (("baseline", 1095.4), ("improved", 1100.0))
+    }
+    result = summary(REPORTS, runs, costs)
+    assert result["baseline"]["private"] == {
+        "accuracy": 0.64,
+        "macro_f1": 0.54,
+        "balanced_accuracy": 0.44,
+        "disgust_recall": 0.35,
+    }
+    assert result["improved"]["public"]["disgust_recall"] == 0.5
+    assert result["improved"]["kept_start"] is True and "kept_start" not in result["baseline"]
+    assert result["baseline"]["train_minutes"] == 33.0 and result["improved"]["best_epoch"] == 0
+    assert result["improved"]["efficiency"] == 1100.0 and result["baseline"]["gflops"] == 0.00585
+
+    def leaves(node):
+        return sum(leaves(v) for v in node.values()) if isinstance(node, dict) else 1
+
+    assert leaves(result) == 28  # the columns `dvc exp show` gets: a table that fits a screen

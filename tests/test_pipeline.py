@@ -154,6 +154,16 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     cost = json.loads((root / "metrics/cost.json").read_text())
     assert cost["baseline"]["parameters"] == 56_951 and cost["improved"]["efficiency"] > 0
     assert "0.002" in dvc(root, "exp", "show", "--json").stdout
+    # a readable table: one headline metrics file, at most 30 metric columns
+    workspace = json.loads(dvc(root, "exp", "show", "--json").stdout)[0]["data"]["metrics"]
+    assert list(workspace) == ["metrics/summary.json"]
+    assert _leaves(workspace["metrics/summary.json"]["data"]) <= 30
+    table = dvc(root, "exp", "show", "--md", "--no-pager").stdout
+    assert "improved.private.accuracy" in table
+    assert "per_class" not in table and "recall.angry" not in table
+    readme = dvc(root, "exp", "show", "--no-pager", *README_EXP_SHOW).stdout  # as README says
+    assert "improved.private.accuracy" in readme and "improve.lr" in readme
+    assert max(len(line) for line in readme.splitlines()) <= 180
 
     # New probe faces: prepare and explain rerun; the npz splits are byte-identical, so no
     # training or evaluation does.
@@ -172,6 +182,13 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     assert (root / "data/user_probes/happy_mine.png").exists()
 
 
+README_EXP_SHOW = (
+    "--drop",
+    ".*",
+    "--keep",
+    r"Experiment|improve\.(lr|weighting|retrain)$|.*(private\.accuracy|private\.macro_f1"
+    r"|private\.disgust_recall|kept_start)$",
+)
 EXPLAIN = {"explain@baseline", "explain@improved"}
 EVALUATE = {
     f"evaluate@{m}-{s}" for m in ("baseline", "improved") for s in ("public_test", "private_test")
@@ -262,3 +279,7 @@ def test_a_team_shares_models_and_experiments_through_git_and_dvc_remotes(tmp_pa
     assert "faster-improve" in json.dumps(shown) and "0.002" in json.dumps(shown)
     dvc(b, "exp", "apply", "faster-improve")
     assert (b / "models/improved.pt").read_bytes() == made
+
+
+def _leaves(node) -> int:
+    return sum(_leaves(v) for v in node.values()) if isinstance(node, dict) else 1
