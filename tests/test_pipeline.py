@@ -68,7 +68,8 @@ def test_train_stage_through_dvc_then_nothing_to_do(tmp_path):
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["runtime"] |= {"threads": 2, "eval_batch_size": 16}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert stages_run(dvc(root, "repro").stdout) == []
+    assert "up to date" in dvc(root, "status", "train").stdout
+    assert stages_run(dvc(root, "repro", "train").stdout) == []
     shown = dvc(root, "plots", "show", "--json", "baseline_accuracy").stdout
     assert "accuracy" in shown
 
