@@ -229,14 +229,14 @@ def _run_queue(root: Path) -> dict[str, str]:
     raise AssertionError(f"queue did not finish:\n{status}")
 
 
-def _experiment_metrics(root: Path, name: str) -> dict:
-    """metrics/prepare.json of experiment `name`, as `dvc exp show --json` reports it."""
-    found = []
+def _experiment_prepare_summary(root: Path, name: str) -> dict:
+    """metrics/prepare.json as experiment `name` committed it (a cache: false output)."""
+    revs = []
 
     def walk(node):
         if isinstance(node, dict):
-            if node.get("name") == name and isinstance(node.get("data"), dict):
-                found.append(node["data"]["metrics"]["metrics/prepare.json"]["data"])
+            if node.get("name") == name and node.get("rev"):
+                revs.append(node["rev"])
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -244,8 +244,8 @@ def _experiment_metrics(root: Path, name: str) -> dict:
                 walk(value)
 
     walk(json.loads(dvc(root, "exp", "show", "--json").stdout))
-    assert found, f"experiment {name} not in dvc exp show"
-    return found[0]
+    assert revs, f"experiment {name} not in dvc exp show"
+    return json.loads(git(root, "show", f"{revs[0]}:metrics/prepare.json"))
 
 
 def test_queued_experiments_run_on_the_real_csv_or_fail_never_on_synthetic(tmp_path):
@@ -267,8 +267,9 @@ def test_queued_experiments_run_on_the_real_csv_or_fail_never_on_synthetic(tmp_p
     git(root, "commit", "-q", "-m", "track FER2013 with DVC")
     dvc(root, "exp", "run", "--queue", "-n", "tracked", "-S", "prepare.probes.seed=4", "prepare")
     assert _run_queue(root)["tracked"] == "Success"
-    assert _experiment_metrics(root, "tracked")["source"] == "real"
-    assert _experiment_metrics(root, "tracked")["rows"] == len(real.labels)
+    summary = _experiment_prepare_summary(root, "tracked")
+    assert summary["source"] == "real"
+    assert summary["rows"] == len(real.labels)
 
 
 def test_a_team_shares_models_and_experiments_through_git_and_dvc_remotes(tmp_path):
