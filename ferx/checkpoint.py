@@ -12,9 +12,11 @@ import torch
 from ferx.atomic import write_atomic
 from ferx.errors import UserError
 from ferx.labels import CLASS_NAMES
-from ferx.model import MiniXception, ModelConfig
+from ferx.model import ModelConfig, build_model
 
-MODEL_FORMAT = "ferx-mini-xception/1"
+MODEL_FORMAT = "ferx-model/2"
+# read too: files written when the mini-Xception was the only network (config without arch)
+READABLE_FORMATS = (MODEL_FORMAT, "ferx-mini-xception/1")
 
 
 class CheckpointError(UserError):
@@ -41,7 +43,7 @@ def load_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def save_model(path: str | Path, model: MiniXception, **meta: Any) -> None:
+def save_model(path: str | Path, model: torch.nn.Module, **meta: Any) -> None:
     """The weights plus what is needed to use them: architecture, class names, metadata."""
     save_state(
         path,
@@ -55,10 +57,13 @@ def save_model(path: str | Path, model: MiniXception, **meta: Any) -> None:
     )
 
 
-def load_model(path: str | Path) -> tuple[MiniXception, dict[str, Any]]:
-    """Rebuild a saved model in eval mode; refuse files of another kind or class set."""
+def load_model(
+    path: str | Path, expect_arch: str | None = None
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a saved model in eval mode from the file alone (it records its network);
+    refuse files of another kind, class set or, given `expect_arch`, another network."""
     state = load_state(path)
-    if state.get("format") != MODEL_FORMAT:
+    if state.get("format") not in READABLE_FORMATS:
         raise CheckpointError(
             f"{path}: not a ferx model file (format {state.get('format')!r}, "
             f"expected {MODEL_FORMAT!r})"
@@ -69,10 +74,17 @@ def load_model(path: str | Path) -> tuple[MiniXception, dict[str, Any]]:
             f"{len(CLASS_NAMES)} FER2013 classes {list(CLASS_NAMES)}"
         )
     try:
-        model = MiniXception(ModelConfig.from_dict(state["config"]))
+        config = ModelConfig.from_dict(state["config"])
+        model = build_model(config)
         model.load_state_dict(state["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit the mini-Xception ({first})") from None
+        arch = state.get("config", {}).get("arch", "mini_xception")
+        raise CheckpointError(f"{path}: weights do not fit the {arch} network ({first})") from None
+    if expect_arch is not None and config.arch != expect_arch:
+        raise CheckpointError(
+            f"{path}: holds a {config.arch} network, but params.yaml asks for {expect_arch} "
+            f"(train.model.arch); rerun train (dvc repro) or set train.model.arch: {config.arch}"
+        )
     model.eval()
     return model, state.get("meta", {})

@@ -1,8 +1,9 @@
 """Grad-CAM, guided backpropagation and guided Grad-CAM for probe images (captum does the maths).
 
-Grad-CAM is taken at the model's last convolution (`model.head`, one 3x3 map per class) for
-the predicted class and upsampled bilinearly to 48x48; guided Grad-CAM is guided backprop times
-that map, as in Selvaraju et al. (2017) and captum's GuidedGradCam.
+Grad-CAM is taken at each network's `cam_layer`, a feature block before the classifier (see
+ferx/model.py for which and why), for the predicted class and upsampled bilinearly to 48x48;
+guided Grad-CAM is guided backprop times that map, as in Selvaraju et al. (2017) and
+captum's GuidedGradCam.
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ def explain_batch(model: torch.nn.Module, images: np.ndarray) -> dict[str, np.nd
     predicted = probabilities.argmax(dim=1)
     with warnings.catch_warnings():  # captum announces its temporary ReLU hooks; not news
         warnings.simplefilter("ignore", UserWarning)
-        cam = LayerGradCam(model, model.head).attribute(x, target=predicted, relu_attributions=True)
+        cam = LayerGradCam(model, model.cam_layer).attribute(
+            x, target=predicted, relu_attributions=True
+        )
         cam = LayerAttribution.interpolate(cam.detach(), (IMAGE_SIDE, IMAGE_SIDE), "bilinear")
         guided = (
             GuidedBackprop(model).attribute(x.clone().requires_grad_(), target=predicted).detach()

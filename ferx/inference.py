@@ -1,15 +1,19 @@
-"""Batched inference: logits for uint8 face tensors, in eval mode, in the fast memory layout."""
+"""Batched inference: logits for uint8 face tensors, in eval mode, in the fast memory layout;
+and test-time augmentation (TTA), which averages the class probabilities of several views."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+# evaluate.tta -> how many views of each face it classifies
+TTA_VIEWS = {"none": 1, "flip": 2, "flip_shift": 10}
 
 
 def memory_format(name: str) -> torch.memory_format:
     return torch.channels_last if name == "channels_last" else torch.contiguous_format
 
 
-@torch.inference_mode()
 def predict_logits(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -22,12 +26,53 @@ def predict_logits(
     fmt = memory_format(layout)
     was_training = model.training
     model.eval()
+    # outside inference mode: a layout change made inside it would turn the parameters into
+    # inference tensors, which autograd refuses if the model is trained afterwards
     model.to(memory_format=fmt)
-    out = [
-        model(x[i : i + batch_size].to(device, torch.float32).contiguous(memory_format=fmt))
-        .float()
-        .cpu()
-        for i in range(0, len(x), batch_size)
-    ]
+    with torch.inference_mode():
+        out = [
+            model(x[i : i + batch_size].to(device, torch.float32).contiguous(memory_format=fmt))
+            .float()
+            .cpu()
+            for i in range(0, len(x), batch_size)
+        ]
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 7)
+
+
+def tta_views(x: torch.Tensor, tta: str, shift: int = 2) -> list[torch.Tensor]:
+    """The views of a batch (N x 1 x H x W) that `tta` averages: none: the image; flip: the
+    image and its mirror; flip_shift: both, each also moved `shift` pixels up, down, left and
+    right (edges repeated, so no black border appears): 10 views."""
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"unknown TTA {tta!r}; known: {', '.join(TTA_VIEWS)}")
+    images = [x] if tta == "none" else [x, x.flip(-1)]
+    if tta != "flip_shift":
+        return images
+    views = []
+    for image in images:
+        padded = F.pad(image.float(), (shift, shift, shift, shift), mode="replicate")
+        h, w = image.shape[-2:]
+        views.append(image)
+        for dy, dx in ((-shift, 0), (shift, 0), (0, -shift), (0, shift)):
+            top, left = shift + dy, shift + dx
+            views.append(padded[..., top : top + h, left : left + w].to(image.dtype))
+    return views
+
+
+def predict_tta(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    tta: str,
+    shift: int = 2,
+    batch_size: int = 128,
+    device: torch.device | None = None,
+    layout: str = "channels_last",
+) -> torch.Tensor:
+    """Log of the class probabilities averaged over the views: usable as logits (argmax,
+    cross-entropy). With tta "none" this is log_softmax of predict_logits, same predictions."""
+    probabilities = sum(
+        torch.softmax(predict_logits(model, view, batch_size, device, layout), dim=1)
+        for view in tta_views(x, tta, shift)
+    )
+    return torch.log(probabilities / TTA_VIEWS[tta])

@@ -13,3 +13,5 @@ SPLIT_TITLES: dict[str, str] = {name: usage for usage, name in SPLITS.items()}
 # the evaluated splits: metric prefix ("public/accuracy") -> split name
 EVAL_SPLITS: dict[str, str] = {"public": "public_test", "private": "private_test"}
 IMAGE_SIDE = 48
+# the networks train.model.arch names (built in ferx/model.py); the first is the default
+ARCHITECTURES: tuple[str, ...] = ("mini_xception", "baseline_cnn", "resnet18")

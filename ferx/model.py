@@ -1,4 +1,11 @@
-"""The mini-Xception of Arriaga, Ploeger & Valdenegro (2017), in PyTorch.
+"""The networks: the mini-Xception of Arriaga, Ploeger & Valdenegro (2017), the course
+competition's baseline CNN and torchvision's ResNet-18, all taking raw 48x48 faces.
+
+Every network has the same three handles the stages use: `normalize` (so a checkpoint carries
+its preprocessing), `head` (the final map to the 7 logits: what `improve.retrain: head`
+re-trains) and `cam_layer` (the feature block whose maps Grad-CAM weighs).
+
+mini_xception:
 
 stem:    2 x [3x3 conv (no bias, valid) -> BN -> ReLU], 8 filters each
 modules: for 16, 32, 64, 128 filters:
@@ -9,6 +16,10 @@ head:    3x3 conv to 7 channels (bias) -> global average pooling -> logits
 
 56,951 trainable parameters at the paper's widths. The model takes raw pixels (0..255, shape
 N x 1 x 48 x 48) and normalises them itself, so a checkpoint carries its preprocessing.
+
+baseline_cnn: the course competition's baseline, spelled out in BaselineCNN.
+resnet18: torchvision's resnet18 adapted to 1x48x48 faces (3x3 stride-1 first convolution, no
+max-pool, 7 classes), see ResNet18.
 """
 
 from __future__ import annotations
@@ -19,11 +30,13 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from ferx.labels import NUM_CLASSES
+from ferx.labels import ARCHITECTURES, NUM_CLASSES
 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    arch: str = "mini_xception"
+    # mini_xception only: the residual modules' and the stem's filters
     widths: tuple[int, ...] = (16, 32, 64, 128)
     stem_width: int = 8
     num_classes: int = NUM_CLASSES
@@ -39,7 +52,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        return cls(**{**data, "widths": tuple(data["widths"])})
+        # checkpoints written before there was a choice of network are mini-Xceptions
+        return cls(**{"arch": "mini_xception", **data, "widths": tuple(data["widths"])})
 
 
 class Normalize(nn.Module):
@@ -130,15 +144,112 @@ class MiniXception(nn.Module):
         )
         widths = (stem, *config.widths)
         self.modules_ = nn.Sequential(*(ResidualModule(a, b) for a, b in pairwise(widths)))
-        # The last convolution: Grad-CAM reads its feature maps (one per class).
+        # the classifier: a 3x3 convolution to one map per class, then global average pooling
         self.head = nn.Conv2d(widths[-1], config.num_classes, 3, padding=1)
         self.pool = nn.AdaptiveAvgPool2d(1)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        # Grad-CAM at the second-to-last residual module (64 maps at 6x6 at the paper's
+        # widths), not the last (128 maps at 3x3): a 3x3 grid has 16-pixel cells, too coarse
+        # to tell the eyes from the mouth on a 48-pixel face; 8-pixel cells can. With one
+        # module only (a custom width list) there is no choice.
+        return self.modules_[-2] if len(self.modules_) > 1 else self.modules_[-1]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.modules_(self.stem(self.normalize(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.head(self.features(x))).flatten(1)
+
+
+class BaselineCNN(nn.Module):
+    """The course competition's baseline: 3x3 convolutions (padding 1) in three blocks, each
+    ending in a 2x2 max-pool (48 -> 24 -> 12 -> 6), then five fully connected layers halving
+    from 256*6*6 = 9216 inputs: 2304, 1152, 576, 288, 144, and the 7 logits. The ReLUs are
+    where the competition puts them (none between the first two convolutions). 25.9 M
+    parameters, nearly all in the first linear layer."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or ModelConfig(arch="baseline_cnn")
+        self.normalize = Normalize(config.normalize, config.mean, config.std)
+        relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.Conv2d(8, 32, 3, padding=1),
+            relu(),
+            nn.Conv2d(32, 64, 3, padding=1),
+            relu(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1),
+            nn.Conv2d(128, 128, 3, padding=1),
+            relu(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(128, 256, 3, padding=1),
+            relu(),
+            nn.Conv2d(256, 256, 3, padding=1),
+            relu(),  # Grad-CAM reads this: the last convolution's 256 maps at 12x12
+            nn.MaxPool2d(2),
+        )
+        sizes = (256 * 6 * 6, 2304, 1152, 576, 288, 144)
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in pairwise(sizes):
+            layers += [nn.Linear(a, b), relu()]
+        self.classifier = nn.Sequential(*layers)
+        self.head = nn.Linear(sizes[-1], config.num_classes)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.features[-2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.classifier(self.features(self.normalize(x))))
+
+
+class ResNet18(nn.Module):
+    """torchvision's resnet18, built by torchvision, adapted to 1x48x48 faces as the FER
+    reports that train it do: a 3x3 stride-1 first convolution with one input channel and no
+    max-pool, so the four stages see 48, 24, 12 and 6 pixels; 7 classes. Its `fc` is our
+    `head`. The 1x1 downsampling convolutions become Pointwise (same weights and result): the
+    layout-safe GEMM the mini-Xception uses, for the oneDNN reason given there."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        from torchvision.models import resnet18  # ~0.5 s of imports, only for this network
+
+        self.config = config = config or ModelConfig(arch="resnet18")
+        self.normalize = Normalize(config.normalize, config.mean, config.std)
+        body = resnet18(weights=None, num_classes=config.num_classes)
+        body.conv1 = nn.Conv2d(1, 64, 3, stride=1, padding=1, bias=False)
+        body.maxpool = nn.Identity()
+        for stage in (body.layer2, body.layer3, body.layer4):
+            conv = stage[0].downsample[0]
+            stage[0].downsample[0] = Pointwise(conv.in_channels, conv.out_channels, conv.stride[0])
+        self.head, body.fc = body.fc, nn.Identity()
+        self.body = body
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.body.layer4  # the last residual stage: 512 maps at 6x6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.normalize(x)))
+
+
+NETWORKS: dict[str, type[nn.Module]] = {
+    "mini_xception": MiniXception,
+    "baseline_cnn": BaselineCNN,
+    "resnet18": ResNet18,
+}
+assert tuple(NETWORKS) == ARCHITECTURES  # the names params.yaml accepts, spelled once
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """A fresh network of `config.arch` (randomly initialised by torch's current seed)."""
+    if config.arch not in NETWORKS:
+        raise ValueError(f"unknown architecture {config.arch!r}; known: {', '.join(NETWORKS)}")
+    return NETWORKS[config.arch](config)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

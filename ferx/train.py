@@ -28,7 +28,6 @@ from ferx.data import load_split
 from ferx.inference import memory_format, predict_logits
 from ferx.labels import EVAL_SPLITS, SPLITS
 from ferx.metrics import summary_metrics
-from ferx.model import MiniXception
 from ferx.params import RuntimeParams, TrainParams
 
 
@@ -175,7 +174,7 @@ def _sha256_json(value: Any) -> str:
 
 
 def fit(
-    model: MiniXception,
+    model: torch.nn.Module,
     splits: dict[str, Split],
     params: TrainParams,
     spec: RunSpec,

@@ -11,7 +11,7 @@ from ferx.atomic import write_json
 from ferx.checkpoint import save_model
 from ferx.data import data_source
 from ferx.labels import EVAL_SPLITS
-from ferx.model import MiniXception, ModelConfig
+from ferx.model import ModelConfig, build_model
 from ferx.params import ModelParams, Params, TrainParams
 from ferx.plots import plot_curves
 from ferx.train import RunSpec, Split, fit, history_table, load_splits
@@ -20,6 +20,7 @@ from ferx.train import RunSpec, Split, fit, history_table, load_splits
 def model_config(params: ModelParams, train: Split) -> ModelConfig:
     pixels = train.x.float()
     return ModelConfig(
+        arch=params.arch,
         widths=tuple(params.widths),
         stem_width=params.stem_width,
         normalize=params.normalize,
@@ -40,7 +41,7 @@ def train_and_save(
     train_params: TrainParams | None = None,
     select_metric: str | None = None,
     class_weights: torch.Tensor | None = None,
-    init_model: MiniXception | None = None,
+    init_model: torch.nn.Module | None = None,
     trainable: str = "all",
     extra_metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -51,10 +52,10 @@ def train_and_save(
     torch.manual_seed(train_params.seed)
     splits = load_splits(params.prepare.out_dir)
     if init_model is not None:
-        model = MiniXception(init_model.config)
+        model = build_model(init_model.config)
         init_state = init_model.state_dict()
     else:
-        model = MiniXception(model_config(train_params.model, splits["train"]))
+        model = build_model(model_config(train_params.model, splits["train"]))
         init_state = None
     select_metric = select_metric or train_params.select_metric
     spec = RunSpec(

@@ -21,15 +21,23 @@ def main(params: Params) -> None:
     costs = {}
     for name in MODELS:
         path = Path("models") / f"{name}.pt"
-        model, _ = load_model(path)
+        model, _ = load_model(path, params.train.model.arch)
         report = json.loads((Path("metrics/eval") / f"{name}_private_test.json").read_text())
-        costs[name] = model_cost(model, path, report["accuracy"], params.cost.batch_size)
+        tta = {**report["tta"]} if "tta" in report else None
+        costs[name] = model_cost(model, path, report["accuracy"], params.cost.batch_size, tta)
         c = costs[name]
         print(
             f"cost {name}: {c['gflops']:.5f} GFLOPs, {c['parameters']} parameters, "
             f"{c['latency_ms_batch1']:.2f} ms/image, {c['throughput_img_s']} img/s at batch "
             f"{c['throughput_batch']} ({c['threads']} threads), efficiency {c['efficiency']:.0f}"
         )
+        if "tta" in c:
+            t = c["tta"]
+            print(
+                f"cost {name} with {t['views']} TTA: {t['n_views']} views = {t['gflops']:.5f} "
+                f"GFLOPs per face, efficiency {t['efficiency']:.0f}"
+            )
+        print(f"cost {name}: operators fvcore does not count: {c['fvcore_unsupported_ops']}")
     source = data_source()
     write_json("metrics/cost.json", {"source": source, "note": FLOP_NOTE, **costs})
     plot_accuracy_vs_gflops(costs, "plots/cost/accuracy_vs_gflops.png", source)

@@ -10,18 +10,25 @@ from ferx.checkpoint import load_model
 from ferx.cli import run_stage
 from ferx.data import data_source, load_split
 from ferx.evaluate import confusion, evaluate_logits, plot_confusion, write_confusion_json
-from ferx.inference import predict_logits
+from ferx.inference import TTA_VIEWS, predict_logits, predict_tta
 from ferx.labels import EVAL_SPLITS, SPLIT_TITLES
 from ferx.params import Params
 
 
 def main(params: Params, model_name: str, split: str) -> None:
-    model, _ = load_model(Path("models") / f"{model_name}.pt")
+    model, _ = load_model(Path("models") / f"{model_name}.pt", params.train.model.arch)
     x, y = load_split(Path(params.prepare.out_dir) / f"{split}.npz")
     images, labels = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
     logits = predict_logits(model, images, params.runtime.eval_batch_size)
     source = data_source()
     report = evaluate_logits(logits, labels)
+    tta = params.evaluate.tta
+    if tta != "none":  # beside the single-view figures, never instead of them
+        tta_logits = predict_tta(
+            model, images, tta, params.evaluate.tta_shift, params.runtime.eval_batch_size
+        )
+        report["tta"] = {"views": tta, "n_views": TTA_VIEWS[tta]}
+        report["tta"] |= evaluate_logits(tta_logits, labels)
     write_json(
         Path("metrics/eval") / f"{model_name}_{split}.json",
         {"source": source, "model": model_name, "split": SPLIT_TITLES[split], **report},
@@ -33,6 +40,11 @@ def main(params: Params, model_name: str, split: str) -> None:
     print(
         f"evaluate {model_name} {SPLIT_TITLES[split]}: accuracy {report['accuracy']:.4f}, "
         f"macro-F1 {report['macro_f1']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}"
+        + (
+            f"; {tta} TTA ({TTA_VIEWS[tta]} views): accuracy {report['tta']['accuracy']:.4f}"
+            if "tta" in report
+            else ""
+        )
     )
 
 

@@ -14,7 +14,7 @@ from ferx.params import Params
 
 
 def main(params: Params, model_name: str) -> None:
-    model, _ = load_model(Path("models") / f"{model_name}.pt")
+    model, _ = load_model(Path("models") / f"{model_name}.pt", params.train.model.arch)
     source = data_source()
     sets = {}
     for folder in params.explain.probe_dirs:

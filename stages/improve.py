@@ -22,7 +22,11 @@ def main(params: Params) -> None:
         "improve: class weights "
         + ", ".join(f"{n} {w:.3f}" for n, w in zip(CLASS_NAMES, weights, strict=True))
     )
-    init_model = load_model("models/baseline.pt")[0] if improve.init == "baseline" else None
+    init_model = (
+        load_model("models/baseline.pt", params.train.model.arch)[0]
+        if improve.init == "baseline"
+        else None
+    )
     train_and_save(
         params,
         name="improve",

@@ -13,6 +13,7 @@ def _report(accuracy: float, disgust_recall: float) -> dict:
         "macro_f1": accuracy - 0.1,
         "balanced_accuracy": accuracy - 0.2,
         "per_class": per_class,
+        "tta": {"views": "flip_shift", "n_views": 10, "accuracy": accuracy + 0.015},
     }
 
 
@@ -66,8 +67,8 @@ def test_summary_holds_the_headline_numbers_of_both_models_and_nothing_per_class
     assert result["baseline"]["private"] == {
         "accuracy": 0.64,
         "macro_f1": 0.54,
-        "balanced_accuracy": 0.44,
         "disgust_recall": 0.35,
+        "tta_accuracy": 0.655,  # beside the single view, never instead of it
     }
     assert result["improved"]["public"]["disgust_recall"] == 0.5
     assert result["improved"]["kept_start"] is True and "kept_start" not in result["baseline"]
@@ -78,3 +79,8 @@ def test_summary_holds_the_headline_numbers_of_both_models_and_nothing_per_class
         return sum(leaves(v) for v in node.values()) if isinstance(node, dict) else 1
 
     assert leaves(result) == 28  # the columns `dvc exp show` gets: a table that fits a screen
+    without_tta = {
+        s: {m: {k: v for k, v in r.items() if k != "tta"} for m, r in by.items()}
+        for s, by in REPORTS.items()
+    }
+    assert "tta_accuracy" not in summary(without_tta, runs, costs)["baseline"]["public"]

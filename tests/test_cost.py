@@ -5,7 +5,7 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from ferx.cost import count_flops, efficiency, latency_ms
+from ferx.cost import count_flops, efficiency, latency_ms, model_cost
 from ferx.model import MiniXception, Pointwise
 
 
@@ -44,3 +44,25 @@ class _Sleeper(nn.Module):
 
 def test_latency_is_the_median_milliseconds_of_one_forward():
     assert latency_ms(_Sleeper(), runs=5, warmup=1) == pytest.approx(20, abs=8)
+
+
+def test_operators_fvcore_cannot_count_are_listed_not_silenced():
+    # max-pooling has no fvcore handle: it must show up, by name and count
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.MaxPool2d(2), nn.MaxPool2d(2))
+    flops, unsupported = count_flops(model, with_unsupported=True)
+    assert flops == 46 * 46 * 4 * 9
+    assert unsupported == {"aten::max_pool2d": 2}
+
+
+def test_tta_costs_its_views_and_earns_its_own_efficiency(tmp_path):
+    path = tmp_path / "m.pt"
+    path.write_bytes(b"0" * 10)
+    model = MiniXception()
+    tta = {"views": "flip_shift", "n_views": 10, "accuracy": 0.66}
+    cost = model_cost(model, path, 0.64, batch=4, tta=tta)
+    assert cost["arch"] == "mini_xception" and cost["file_bytes"] == 10
+    assert cost["efficiency"] == pytest.approx(efficiency(0.64, cost["flops"]))
+    assert cost["tta"]["gflops"] == pytest.approx(10 * cost["gflops"])
+    assert cost["tta"]["efficiency"] == pytest.approx(66 / (10 * cost["gflops"]))
+    assert cost["fvcore_unsupported_ops"]  # BatchNorm, pooling, adds: listed for the reader
+    assert "tta" not in model_cost(model, path, 0.64, batch=4)

@@ -8,7 +8,7 @@ from PIL import Image
 from torch import nn
 
 from ferx.explain import ProbeError, explain_batch, label_from_name, load_probes
-from ferx.model import MiniXception
+from ferx.model import ModelConfig, build_model
 from tests.conftest import run_stage
 
 
@@ -22,6 +22,10 @@ class PlantedNet(nn.Module):
         with torch.no_grad():
             self.head.weight.copy_(torch.linspace(-1.0, 2.0, 7).view(7, 1, 1, 1))
         self.pool = nn.AdaptiveAvgPool2d(1)
+
+    @property
+    def cam_layer(self):
+        return self.head
 
     def forward(self, x):
         return self.pool(self.head(self.relu(x / 255.0))).flatten(1)
@@ -60,14 +64,30 @@ def _gradcam_by_hand(model, layer, x: torch.Tensor, target: torch.Tensor) -> tor
     return F.interpolate(cam, size=(48, 48), mode="bilinear", align_corners=False)[:, 0]
 
 
-def test_gradcam_and_guided_gradcam_on_mini_xception_match_a_hand_computation():
+# Each network's Grad-CAM layer, named here rather than taken from the code, and the shape of
+# its maps: a feature block before the classifier, never the 7 class maps of the logits.
+CAM_LAYERS = {
+    "mini_xception": (lambda m: m.modules_[-2], (64, 6, 6)),
+    "baseline_cnn": (lambda m: m.features[-2], (256, 12, 12)),
+    "resnet18": (lambda m: m.body.layer4, (512, 6, 6)),
+}
+
+
+@pytest.mark.parametrize("arch", list(CAM_LAYERS))
+def test_gradcam_and_guided_gradcam_match_a_hand_computation_at_a_feature_block(arch):
     torch.manual_seed(0)
-    model = MiniXception().eval()
+    model = build_model(ModelConfig(arch=arch)).eval()
+    layer, shape = CAM_LAYERS[arch][0](model), CAM_LAYERS[arch][1]
+    assert model.cam_layer is layer
+    maps = {}
+    handle = layer.register_forward_hook(lambda module, inputs, out: maps.update(a=out))
+    model(torch.zeros(1, 1, 48, 48))
+    handle.remove()
+    assert maps["a"].shape[1:] == shape
     images = (np.random.default_rng(0).random((2, 48, 48)) * 255).astype(np.uint8)
     result = explain_batch(model, images)
     x = torch.from_numpy(images).float().unsqueeze(1)
-    # the layer is named here, not taken from the code: the head's class maps (3x3)
-    cam = _gradcam_by_hand(model, model.head, x, torch.from_numpy(result["predicted"])).numpy()
+    cam = _gradcam_by_hand(model, layer, x, torch.from_numpy(result["predicted"])).numpy()
     peak = cam.reshape(2, -1).max(axis=1)[:, None, None]
     np.testing.assert_allclose(result["gradcam"], cam / peak, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(
@@ -76,7 +96,7 @@ def test_gradcam_and_guided_gradcam_on_mini_xception_match_a_hand_computation():
 
 
 def test_shapes_and_value_ranges_on_the_real_model():
-    model = MiniXception().eval()
+    model = build_model(ModelConfig()).eval()
     images = (np.random.default_rng(1).random((3, 48, 48)) * 255).astype(np.uint8)
     result = explain_batch(model, images)
     assert result["probabilities"].shape == (3, 7)

@@ -1,7 +1,19 @@
+import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
+from torch import nn
 
-from ferx.model import MiniXception, ModelConfig, Pointwise, count_parameters
+from ferx.cost import count_flops
+from ferx.labels import ARCHITECTURES
+from ferx.model import (
+    NETWORKS,
+    MiniXception,
+    ModelConfig,
+    Pointwise,
+    build_model,
+    count_parameters,
+)
 
 
 def test_parameter_count_is_the_papers():
@@ -47,3 +59,50 @@ def test_dataset_normalisation_uses_the_stored_statistics():
     model = MiniXception(ModelConfig(normalize="dataset", mean=100.0, std=50.0))
     x = torch.full((1, 1, 48, 48), 150.0)
     assert torch.allclose(model.normalize(x), torch.ones_like(x))
+
+
+# parameters (trainable) and fvcore FLOPs for one 48x48 face, pinned per network
+NETWORK_FIGURES = {
+    "mini_xception": (56_951, 5_850_751),
+    "baseline_cnn": (25_891_863, 327_505_392),
+    "resnet18": (11_171_271, 1_249_822_208),
+}
+
+
+def test_every_architecture_params_yaml_accepts_is_built_and_pinned():
+    assert set(NETWORKS) == set(ARCHITECTURES) == set(NETWORK_FIGURES)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_each_network_maps_raw_faces_to_seven_logits_at_its_pinned_size(arch):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch)).eval()
+    assert model.config.arch == arch
+    x = torch.rand(3, 1, 48, 48) * 255
+    assert model(x).shape == (3, 7)
+    parameters, flops = NETWORK_FIGURES[arch]
+    assert count_parameters(model) == parameters
+    assert count_flops(model) == flops
+    # the head is the last map to the logits: one output per class
+    head_outputs = model.head.out_channels if arch == "mini_xception" else model.head.out_features
+    assert head_outputs == 7
+
+
+def test_resnet18_is_torchvisions_with_a_48_pixel_stem():
+    model = build_model(ModelConfig(arch="resnet18"))
+    assert isinstance(model.body, torchvision.models.ResNet)
+    assert model.body.conv1.kernel_size == (3, 3) and model.body.conv1.stride == (1, 1)
+    assert model.body.conv1.in_channels == 1 and isinstance(model.body.maxpool, nn.Identity)
+    reference = torchvision.models.resnet18(num_classes=7).state_dict()
+    ours = {k.removeprefix("body."): v for k, v in model.state_dict().items()}
+    ours |= {f"fc.{k.removeprefix('head.')}": v for k, v in ours.items() if k.startswith("head.")}
+    # same weights, same names and shapes as torchvision's, except the one-channel 3x3 stem
+    assert {k for k in reference if not k.startswith("conv1")} <= set(ours)
+    for key, value in reference.items():
+        if not key.startswith("conv1"):
+            assert ours[key].shape == value.shape, key
+
+
+def test_unknown_architecture_is_refused():
+    with pytest.raises(ValueError, match="unknown architecture 'vgg'"):
+        build_model(ModelConfig(arch="vgg"))

@@ -52,6 +52,9 @@ def test_empty_file_gives_defaults(tmp_path):
             ["improve:", "init must be baseline"],
         ),
         ({"improve": {"retrain": "body"}}, ["improve.retrain", "'all'"]),
+        ({"train": {"model": {"arch": "vgg"}}}, ["train.model.arch", "'mini_xception'"]),
+        ({"evaluate": {"tta": "ten_crop"}}, ["evaluate.tta", "'flip_shift'"]),
+        ({"evaluate": {"tta_shift": 0}}, ["evaluate.tta_shift"]),
         ([1, 2], ["expected a mapping"]),
     ],
 )

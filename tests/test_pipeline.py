@@ -304,3 +304,19 @@ def test_a_team_shares_models_and_experiments_through_git_and_dvc_remotes(tmp_pa
 
 def _leaves(node) -> int:
     return sum(_leaves(v) for v in node.values()) if isinstance(node, dict) else 1
+
+
+def test_an_architecture_experiment_runs_every_stage_on_that_network(tmp_path):
+    root = make_dvc_project(tmp_path, {**TINY_ALL, "train": {"epochs": 2, "batch_size": 32}})
+    dvc(root, "exp", "run", "-n", "cnn", "-S", "train.model.arch=baseline_cnn")
+    for name in ("baseline", "improved"):
+        state = load_state(root / f"models/{name}.pt")
+        assert state["config"]["arch"] == "baseline_cnn"
+    cost = json.loads((root / "metrics/cost.json").read_text())
+    assert cost["baseline"]["arch"] == "baseline_cnn" and cost["baseline"]["parameters"] > 25e6
+    assert cost["baseline"]["tta"]["n_views"] == 10
+    summary = json.loads((root / "metrics/summary.json").read_text())
+    assert 0 <= summary["improved"]["private"]["tta_accuracy"] <= 1
+    assert json.loads((root / "metrics/explain/baseline.json").read_text())
+    shown = dvc(root, "exp", "show", "--json").stdout
+    assert "baseline_cnn" in shown

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from ferx.checkpoint import CheckpointError, load_model, load_state, save_model, save_state
-from ferx.model import MiniXception, ModelConfig
+from ferx.inference import predict_logits
+from ferx.labels import ARCHITECTURES
+from ferx.model import MiniXception, ModelConfig, build_model
 from ferx.params import RuntimeParams, TrainParams
 from ferx.train import RunSpec, Split, fit, training_sources
 from tests.conftest import tiny_splits
@@ -161,13 +163,6 @@ def test_an_unreadable_checkpoint_starts_fresh(tmp_path, capsys):
     assert "unreadable" in capsys.readouterr().out
 
 
-def _shuffled_private_labels(splits: dict[str, Split]) -> dict[str, Split]:
-    private = splits["private_test"]
-    order = torch.randperm(len(private), generator=torch.Generator().manual_seed(0))
-    assert not torch.equal(private.y[order], private.y)
-    return {**splits, "private_test": Split(private.x, private.y[order])}
-
-
 def _first_best(history, key: str) -> int:
     values = [row[key] for row in history]
     return history[values.index(max(values))]["epoch"]
@@ -175,6 +170,12 @@ def _first_best(history, key: str) -> int:
 
 LEARNING = tiny_splits(400, seed=0)  # enough faces that the epochs differ on both test splits
 STILL = {"hflip": False, "rotate_deg": 0, "translate": 0, "scale": 0}
+
+
+def _with_private_labels(splits: dict[str, Split], labels: torch.Tensor) -> dict[str, Split]:
+    private = splits["private_test"]
+    assert not torch.equal(labels, private.y)
+    return {**splits, "private_test": Split(private.x, labels)}
 
 
 @pytest.mark.parametrize("kind", ["train", "improve"])
@@ -197,21 +198,36 @@ def test_private_test_labels_choose_nothing(tmp_path, kind):
             "class_weights": torch.tensor([1.0, 3.0, 1.0, 0.5, 1.0, 1.0, 1.0]),
         }
         params = quick(epochs=6, batch_size=16, augment=STILL, lr=0.02)
-    results = []
-    for name, splits in (("a", LEARNING), ("b", _shuffled_private_labels(LEARNING))):
+    private = LEARNING["private_test"]
+    predictions: list[torch.Tensor] = []  # PrivateTest predictions after each epoch
+
+    def fit_with(splits, name, record=False):
         torch.manual_seed(params.seed)
         model = MiniXception()
-        results.append(fit(model, splits, params, RunSpec(kind, tmp_path / f"{name}.pt", **spec)))
-    honest, shuffled = results
+        hook = (
+            (lambda _: predictions.append(predict_logits(model, private.x).argmax(1)))
+            if (record)
+            else None
+        )
+        run_spec = RunSpec(kind, tmp_path / f"{name}.pt", on_epoch_end=hook, **spec)
+        return fit(model, splits, params, run_spec)
+
     metric = spec["select_metric"]
-    # The shuffle moves PrivateTest's best epoch: a selection that looked at PrivateTest would
-    # keep different epochs in the two runs, and this test would fail.
-    private_picks = {_first_best(r.history, f"private/{metric}") for r in results}
-    assert len(private_picks) == 2, private_picks
+    honest = fit_with(LEARNING, "honest", record=True)
     public_pick = _first_best(honest.history, f"public/{metric}")
-    assert honest.best_epoch == public_pick == shuffled.best_epoch
-    for key, value in honest.best_state_dict.items():
-        assert torch.equal(value, shuffled.best_state_dict[key]), key
+    # Two dishonest PrivateTests: shuffled labels, and labels that are the honest run's own
+    # predictions at an epoch PublicTest did not pick, which makes that epoch PrivateTest's
+    # best for certain (a shuffle alone can leave PrivateTest's best epoch where it was). A
+    # selection that looked at PrivateTest would keep that epoch and fail this test.
+    decoy = 1 if public_pick != 1 else 2
+    order = torch.randperm(len(private), generator=torch.Generator().manual_seed(0))
+    shuffled = fit_with(_with_private_labels(LEARNING, private.y[order]), "shuffled")
+    planted = fit_with(_with_private_labels(LEARNING, predictions[decoy - 1]), "planted")
+    assert _first_best(planted.history, f"private/{metric}") == decoy != public_pick
+    for other in (shuffled, planted):
+        assert other.best_epoch == honest.best_epoch == public_pick
+        for key, value in honest.best_state_dict.items():
+            assert torch.equal(value, other.best_state_dict[key]), key
 
 
 def test_fine_tuning_keeps_the_starting_weights_unless_an_epoch_beats_them(tmp_path):
@@ -231,14 +247,15 @@ def test_fine_tuning_keeps_the_starting_weights_unless_an_epoch_beats_them(tmp_p
     assert all(r["public/accuracy"] <= best["public/accuracy"] for r in gentle.history)
 
 
-def test_head_only_training_changes_only_the_head(tmp_path):
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_head_only_training_changes_only_the_head(tmp_path, arch):
     torch.manual_seed(0)
-    init = {k: v.clone() for k, v in MiniXception().state_dict().items()}
-    model = MiniXception()
+    init = {k: v.clone() for k, v in build_model(ModelConfig(arch=arch)).state_dict().items()}
+    model = build_model(ModelConfig(arch=arch))
     fit(
         model,
         SPLITS,
-        quick(epochs=1, lr=0.05),
+        quick(epochs=1, lr=0.05, batch_size=80),
         RunSpec("h", tmp_path / "h.pt", init_state_dict=init, trainable="head"),
     )
     for name, tensor in model.state_dict().items():
@@ -278,11 +295,33 @@ def test_class_weights_change_the_training(tmp_path):
     assert plain.history[0]["train/loss"] != weighted.history[0]["train/loss"]
 
 
-def test_model_file_round_trip(tmp_path):
-    model = MiniXception(ModelConfig(widths=(8, 16), normalize="dataset", mean=3.0, std=2.0))
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_model_file_round_trip(tmp_path, arch):
+    config = ModelConfig(arch=arch, widths=(8, 16), normalize="dataset", mean=3.0, std=2.0)
+    model = build_model(config)
     save_model(tmp_path / "m.pt", model, best_epoch=7)
+    # the file alone says which network it holds: no params.yaml needed
     loaded, meta = load_model(tmp_path / "m.pt")
     assert meta == {"best_epoch": 7} and loaded.config == model.config and not loaded.training
+    assert type(loaded) is type(model)
+    x = torch.rand(2, 1, 48, 48) * 255
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    assert load_model(tmp_path / "m.pt", expect_arch=arch)[0].config.arch == arch
+    other = next(a for a in ARCHITECTURES if a != arch)
+    with pytest.raises(CheckpointError, match=f"holds a {arch} network, but params.yaml asks"):
+        load_model(tmp_path / "m.pt", expect_arch=other)
+
+
+def test_model_files_from_before_the_choice_of_network_load_as_mini_xception(tmp_path):
+    torch.manual_seed(0)
+    model = MiniXception()
+    save_model(tmp_path / "m.pt", model)
+    state = load_state(tmp_path / "m.pt")
+    old_config = {k: v for k, v in state["config"].items() if k != "arch"}
+    save_state(
+        tmp_path / "old.pt", {**state, "format": "ferx-mini-xception/1", "config": old_config}
+    )
+    loaded, _ = load_model(tmp_path / "old.pt", expect_arch="mini_xception")
     x = torch.rand(2, 1, 48, 48) * 255
     torch.testing.assert_close(loaded(x), model.eval()(x))
 

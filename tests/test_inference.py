@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from ferx.inference import TTA_VIEWS, predict_logits, predict_tta, tta_views
+from ferx.model import MiniXception
+
+FACES = (torch.rand(5, 1, 48, 48, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+
+
+def _model() -> MiniXception:
+    torch.manual_seed(0)
+    return MiniXception().eval()
+
+
+def test_one_view_is_the_single_view_prediction():
+    model = _model()
+    single = predict_logits(model, FACES, batch_size=2)
+    one_view = predict_tta(model, FACES, "none", batch_size=2)
+    torch.testing.assert_close(one_view, torch.log_softmax(single, dim=1))
+    assert torch.equal(one_view.argmax(1), single.argmax(1))
+
+
+def test_flip_tta_averages_the_probabilities_of_the_face_and_its_mirror():
+    model = _model()
+    by_hand = (
+        torch.softmax(model(FACES.float()), 1) + torch.softmax(model(FACES.flip(-1).float()), 1)
+    ) / 2
+    torch.testing.assert_close(predict_tta(model, FACES, "flip"), torch.log(by_hand))
+    assert not torch.allclose(by_hand, torch.softmax(model(FACES.float()), 1))
+
+
+def test_flip_shift_views_move_a_planted_pixel_two_pixels_each_way():
+    image = torch.zeros(1, 1, 48, 48, dtype=torch.uint8)
+    image[0, 0, 20, 10] = 255
+    views = tta_views(image, "flip_shift", shift=2)
+    assert len(views) == TTA_VIEWS["flip_shift"] == 10
+    assert all(v.shape == image.shape and v.dtype == torch.uint8 for v in views)
+    where = {tuple(torch.nonzero(v[0, 0])[0].tolist()) for v in views}
+    plain = {(20, 10), (22, 10), (18, 10), (20, 12), (20, 8)}
+    mirrored = {(r, 47 - c) for r, c in plain}
+    assert where == plain | mirrored
+
+
+def test_shifted_views_repeat_the_edge_instead_of_adding_a_black_border():
+    image = torch.full((1, 1, 48, 48), 200, dtype=torch.uint8)
+    assert all(int(v.min()) == 200 for v in tta_views(image, "flip_shift", shift=3))
+
+
+def test_unknown_tta_is_refused():
+    with pytest.raises(ValueError, match="unknown TTA 'crop'"):
+        tta_views(FACES, "crop")
