@@ -120,6 +120,9 @@ class TrainParams(Section):
     warmup_epochs: int = Field(0, ge=0)
     patience: int = Field(0, ge=0)  # early stopping on PublicTest; 0 turns it off
     label_smoothing: Float = Field(0.1, ge=0, lt=1)
+    # decay of an exponential moving average of the weights (torch.optim.swa_utils), updated
+    # every step; when on, the average is what is evaluated and kept; 0 turns it off
+    ema: Float = Field(0.0, ge=0, lt=1)
     # the PublicTest metric that picks the kept epoch (PrivateTest is never used to choose)
     select_metric: Literal["accuracy", "macro_f1", "balanced_accuracy"] = "accuracy"
     augment: AugmentParams = AugmentParams()

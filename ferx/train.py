@@ -195,6 +195,11 @@ def fit(
         model.load_state_dict(spec.init_state_dict)
     key = fingerprint(params, splits, model.state_dict(), spec.fingerprint_extra)
     state = _resume_or_start(spec, key, model, optimizer, scheduler)
+    ema = make_ema(model, params.ema)
+    if ema is not None and "ema" in state:
+        ema.load_state_dict(state["ema"])
+    # what each epoch evaluates and may keep: the weight average when EMA is on
+    scored = model if ema is None else ema.module
     if state["epoch"] == 0 and spec.init_state_dict is not None:
         # Fine-tuning: the starting weights are "epoch 0", scored like every epoch, and kept
         # unless an epoch beats them on the PublicTest selection metric.
@@ -215,9 +220,19 @@ def fit(
         train_mode(model)
         row = {"epoch": epoch}
         row |= _train_one_epoch(
-            model, train, params, optimizer, scheduler, weights, epoch, device, spec.name, runtime
+            model,
+            train,
+            params,
+            optimizer,
+            scheduler,
+            weights,
+            epoch,
+            device,
+            spec.name,
+            runtime,
+            ema,
         )
-        row |= _evaluate(model, splits, runtime, device)
+        row |= _evaluate(scored, splits, runtime, device)
         row["seconds"] = time.perf_counter() - epoch_start
         score = row[f"public/{spec.select_metric}"]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -226,7 +241,7 @@ def fit(
         if improved:
             state["best_score"], state["best_epoch"] = score, epoch
             state["best_state"] = {
-                k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+                k: v.detach().cpu().clone() for k, v in scored.state_dict().items()
             }
         state["stale"] = 0 if improved else state["stale"] + 1
         state["history"].append(row)
@@ -239,6 +254,7 @@ def fit(
             model={k: v.detach().cpu() for k, v in model.state_dict().items()},
             optimizer=optimizer.state_dict(),
             scheduler=scheduler.state_dict(),
+            **({} if ema is None else {"ema": ema.state_dict()}),
         )
         save_state(spec.state_path, state)
         if spec.on_epoch_end is not None:
@@ -255,6 +271,16 @@ def fit(
         time.perf_counter() - start,
         state.get("start"),
     )
+
+
+def make_ema(model: torch.nn.Module, decay: float):
+    """An exponential moving average of the weights and BatchNorm statistics, updated after
+    every optimiser step: average = decay * average + (1 - decay) * weights. None when off."""
+    if decay == 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _evaluate(model, splits, runtime, device) -> dict[str, float]:
@@ -289,7 +315,7 @@ def train_mode(model: torch.nn.Module) -> None:
 
 
 def _train_one_epoch(
-    model, train, params, optimizer, scheduler, weights, epoch, device, name, runtime
+    model, train, params, optimizer, scheduler, weights, epoch, device, name, runtime, ema=None
 ):
     """One pass over the shuffled, augmented training set. Returns the epoch's mean learning
     rate, its objective (label-smoothed, class-weighted in improve: what is minimised), and
@@ -321,6 +347,8 @@ def _train_one_epoch(
         lr_sum += optimizer.param_groups[0]["lr"]  # the rate this step uses
         steps += 1
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         if step_scheduler:
             scheduler.step()
         objective += loss.item() * len(y)

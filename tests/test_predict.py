@@ -2,11 +2,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageFilter
 
 from ferx.checkpoint import save_model
-from ferx.labels import CLASS_NAMES
-from ferx.model import MiniXception
+from ferx.labels import ARCHITECTURES, CLASS_NAMES
+from ferx.model import MiniXception, ModelConfig, build_model
 from ferx.predict import main
 from ferx.synthetic import make_synthetic_fer
 
@@ -109,3 +110,19 @@ def test_missing_model_is_a_clear_error(tmp_path, capsys):
     Image.fromarray(FACES.pixels[0]).save(tmp_path / "a.png")
     assert main([str(tmp_path / "a.png"), "--model", str(tmp_path / "none.pt")]) == 2
     assert "none.pt: not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_network_predicts_from_its_file_alone_with_a_gradcam(tmp_path, arch, capsys):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch)).eval()
+    save_model(tmp_path / "m.pt", model)
+    Image.fromarray(FACES.pixels[2]).save(tmp_path / "crop.png")
+    cam = tmp_path / "cam.png"
+    args = [str(tmp_path / "crop.png"), "--model", str(tmp_path / "m.pt"), "--json"]
+    assert main([*args, "--gradcam", str(cam)]) == 0
+    probabilities = json.loads(capsys.readouterr().out)["predictions"][0]["probabilities"]
+    x = torch.from_numpy(FACES.pixels[2]).float()[None, None]
+    expected = torch.softmax(model(x), 1)[0]
+    assert [probabilities[n] for n in CLASS_NAMES] == pytest.approx(expected.tolist(), abs=1e-3)
+    assert cam.read_bytes()[:4] == b"\x89PNG"

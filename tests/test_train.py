@@ -13,7 +13,7 @@ from ferx.inference import predict_logits
 from ferx.labels import ARCHITECTURES
 from ferx.model import MiniXception, ModelConfig, build_model
 from ferx.params import RuntimeParams, TrainParams
-from ferx.train import RunSpec, Split, fit, training_sources
+from ferx.train import RunSpec, Split, fit, make_ema, training_sources
 from tests.conftest import tiny_splits
 
 SPLITS = tiny_splits(160, seed=0)
@@ -48,8 +48,9 @@ def test_same_params_and_seed_give_identical_metrics_and_weights(tmp_path):
         assert torch.equal(value, model_b.state_dict()[key]), key
 
 
-def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
-    params = quick(epochs=4)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, ema):
+    params = quick(epochs=4, ema=ema)
     _, full = run(tmp_path, params, "full")
 
     def interrupt(history):
@@ -398,3 +399,36 @@ def test_ragged_batches_do_not_crash_the_training_loop(tmp_path, layout):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
     )
     assert result.returncode == 0 and "survived" in result.stdout, result.stderr[-2000:]
+
+
+def test_ema_keeps_decay_times_the_average_plus_the_rest_times_the_weights():
+    model = torch.nn.Linear(2, 1, bias=False)
+    ema = make_ema(model, 0.9)
+    assert make_ema(model, 0.0) is None
+    expected = None
+    for value in (1.0, 3.0, -2.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        ema.update_parameters(model)
+        # the first update copies the weights; later ones move 10% of the way to them
+        expected = value if expected is None else 0.9 * expected + 0.1 * value
+        torch.testing.assert_close(ema.module.weight, torch.full((1, 2), expected))
+    assert expected == pytest.approx(0.9 * (0.9 * 1 + 0.1 * 3) - 0.2)
+
+
+def test_with_ema_the_average_is_evaluated_and_kept(tmp_path):
+    # one epoch: it is kept whatever it scores, so what is kept is that epoch's average
+    model, plain = run(tmp_path, quick(epochs=1), "plain")
+    model_ema, averaged = run(tmp_path, quick(epochs=1, ema=0.9), "ema")
+    # the same training steps either way: the raw weights end equal, the kept weights do not
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, model_ema.state_dict()[key]), key
+    assert plain.history[-1]["train/loss"] == averaged.history[-1]["train/loss"]
+    assert plain.history[-1]["public/loss"] != averaged.history[-1]["public/loss"]
+    saved = load_state(tmp_path / "ema.pt")["ema"]
+    assert averaged.best_epoch == 1
+    for key, value in averaged.best_state_dict.items():
+        assert torch.equal(value, saved[f"module.{key}"]), key
+    assert any(
+        not torch.equal(v, model_ema.state_dict()[k]) for k, v in averaged.best_state_dict.items()
+    )
