@@ -6,8 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# evaluate.tta -> how many views of each face it classifies
-TTA_VIEWS = {"none": 1, "flip": 2, "flip_shift": 10}
+from ferx.params import TTA_VIEWS
 
 
 def memory_format(name: str) -> torch.memory_format:

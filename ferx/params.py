@@ -179,6 +179,10 @@ class ImproveParams(Section):
         )
 
 
+# evaluate.tta -> how many views of each face it classifies (ferx/inference.py makes them)
+TTA_VIEWS = {"none": 1, "flip": 2, "flip_shift": 10}
+
+
 class EvaluateParams(Section):
     # test-time augmentation, reported beside the single-view metrics (keys with "tta"):
     # none | flip (2 views) | flip_shift (10: the image and its mirror, each also shifted)
