@@ -115,8 +115,20 @@ def plot_accuracy_vs_gflops(
     and where TTA is on a hollow one at n_views times the GFLOPs, joined to it."""
     from ferx.plots import plt, save_figure
 
-    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    # models at the same point (improve kept the baseline) share one dot and one label
+    groups: dict[tuple, list[str]] = {}
     for name, cost in costs.items():
+        tta = cost.get("tta", {})
+        key = (
+            cost["gflops"],
+            cost["private_accuracy"],
+            tta.get("gflops"),
+            tta.get("private_accuracy"),
+        )
+        groups.setdefault(key, []).append(name)
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    for names in groups.values():
+        name, cost = " = ".join(names), costs[names[0]]
         x, y = cost["gflops"], 100 * cost["private_accuracy"]
         dot = ax.scatter(x, y, s=60, label=f"{name} ({cost.get('arch', 'model')})")
         ax.annotate(
