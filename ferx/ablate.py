@@ -191,15 +191,18 @@ def make_rows(spec: Spec) -> list[Row]:
 # --- DVC ------------------------------------------------------------------------------
 
 
-def _dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _dvc_env() -> dict[str, str]:
     # stage commands say `python`: this interpreter's folder goes first on PATH
-    env = {
+    return {
         **os.environ,
         "DVC_NO_ANALYTICS": "1",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+
+
+def _dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=_dvc_env()
     )
     if check and result.returncode != 0:
         raise UserError(f"dvc {' '.join(args)} failed: {(result.stderr or result.stdout).strip()}")
@@ -266,7 +269,16 @@ def queue_rows(rows: list[Row], done: dict[str, dict[str, Any]], say=print) -> l
 def wait_for(rows: list[Row], jobs: int, poll: float = 2.0) -> dict[str, str]:
     """Start the queue workers and wait for the rows, with a progress line; final states."""
     names = {row.experiment for row in rows}
-    _dvc("queue", "start", "-j", str(jobs))
+    # Not captured: the workers `queue start` launches inherit its output, and a captured
+    # pipe would stay open (and this call blocked) until the last experiment ends.
+    started = subprocess.run(
+        [sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_dvc_env(),
+    )
+    if started.returncode != 0:
+        raise UserError(f"dvc queue start -j {jobs} failed (exit {started.returncode})")
     start = time.monotonic()
     while True:
         states = {n: s for n, s in queue_states().items() if n in names}

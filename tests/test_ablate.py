@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -161,6 +162,8 @@ def test_ablation_end_to_end_through_dvc_experiments(tmp_path, monkeypatch, caps
     spec["factors"]["no_flip"] = {"train.augment.hflip": False}
     (root / "two.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     assert main(["two.yaml"]) == 0
+    # the progress line shows up while experiments run, not only once they are all done
+    assert re.search(r"ablate: [0-2]/3 experiments done", capsys.readouterr().out)
     table = json.loads((root / "ablation/demo/table.json").read_text())
     assert [r["experiment"] for r in table] == ["demo-0", "demo-1", "demo-2"]
     shown = json.loads(dvc(root, "exp", "show", "--json").stdout)
