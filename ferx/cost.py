@@ -1,4 +1,5 @@
-"""What a model costs: FLOPs (fvcore), parameters, file size, CPU latency and throughput."""
+"""What a model costs: FLOPs (fvcore), parameters, file size, CPU latency and throughput, in
+PyTorch and, for the exported ONNX file, in ONNX Runtime on the same threads."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from fvcore.nn import FlopCountAnalysis
 
@@ -33,19 +35,32 @@ def count_flops(
     return total, dict(sorted(analysis.unsupported_ops().items()))
 
 
+def _median_ms(call, runs: int, warmup: int) -> float:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def _images_per_second(call, batch: int, seconds: float) -> float:
+    call()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        call()
+        done += batch
+    return done / (time.perf_counter() - start)
+
+
 @torch.inference_mode()
 def latency_ms(model: torch.nn.Module, runs: int = 200, warmup: int = 20) -> float:
     """Median wall time of one single-image forward pass, after warm-up."""
     model.eval()
     x = torch.rand(1, 1, IMAGE_SIDE, IMAGE_SIDE) * 255
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return _median_ms(lambda: model(x), runs, warmup)
 
 
 @torch.inference_mode()
@@ -55,12 +70,28 @@ def throughput(model: torch.nn.Module, batch: int = 128, seconds: float = 3.0) -
     x = (torch.rand(batch, 1, IMAGE_SIDE, IMAGE_SIDE) * 255).contiguous(
         memory_format=torch.channels_last
     )
-    model(x)
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        model(x)
-        done += batch
-    return done / (time.perf_counter() - start)
+    return _images_per_second(lambda: model(x), batch, seconds)
+
+
+def onnxruntime_speed(
+    onnx_path: Path, batch: int = 128, threads: int = 1, runs: int = 200, seconds: float = 3.0
+) -> dict[str, Any]:
+    """Latency (batch 1) and throughput (`batch`) of the ONNX file in ONNX Runtime."""
+    from ferx.export import OnnxModel
+
+    onnx_model = OnnxModel(onnx_path, threads=threads)
+    rng = np.random.default_rng(0)
+    one = rng.uniform(0, 255, (1, 1, IMAGE_SIDE, IMAGE_SIDE)).astype(np.float32)
+    many = rng.uniform(0, 255, (batch, 1, IMAGE_SIDE, IMAGE_SIDE)).astype(np.float32)
+    return {
+        "file_bytes": onnx_path.stat().st_size,
+        "latency_ms_batch1": round(_median_ms(lambda: onnx_model.logits(one), runs, 20), 3),
+        "throughput_img_s": round(
+            _images_per_second(lambda: onnx_model.logits(many, batch), batch, seconds)
+        ),
+        "throughput_batch": batch,
+        "threads": threads,
+    }
 
 
 def efficiency(accuracy: float, flops: int) -> float:
@@ -74,12 +105,16 @@ def model_cost(
     private_accuracy: float,
     batch: int,
     tta: dict[str, Any] | None = None,
+    onnx_path: Path | None = None,
 ) -> dict[str, Any]:
     """Cost and efficiency of one model; `tta` ({"views", "n_views", "accuracy"}: the
     evaluate stage's TTA result on PrivateTest) adds the same for test-time augmentation,
-    which classifies n_views images per face and so costs n_views times the GFLOPs."""
+    which classifies n_views images per face and so costs n_views times the GFLOPs;
+    `onnx_path` adds the exported file's speed in ONNX Runtime, on torch's thread count."""
     flops, unsupported = count_flops(model, with_unsupported=True)
-    extra = {}
+    extra: dict[str, Any] = {}
+    if onnx_path is not None:
+        extra["onnxruntime"] = onnxruntime_speed(onnx_path, batch, torch.get_num_threads())
     if tta is not None:
         extra["tta"] = {
             "views": tta["views"],

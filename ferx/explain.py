@@ -20,10 +20,8 @@ from captum.attr import GuidedBackprop, LayerAttribution, LayerGradCam
 from PIL import Image, UnidentifiedImageError
 
 from ferx.errors import UserError
-from ferx.faces import to_face_array
+from ferx.faces import IMAGE_SUFFIXES, to_face_array
 from ferx.labels import CLASS_NAMES, IMAGE_SIDE
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 class ProbeError(UserError):

@@ -7,6 +7,8 @@ from PIL import Image
 
 from ferx.labels import IMAGE_SIDE
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
 
 def to_face_array(image: Image.Image) -> np.ndarray:
     """Any PIL image -> 48x48 uint8 grayscale (Lanczos when it must be resized)."""
@@ -14,3 +16,29 @@ def to_face_array(image: Image.Image) -> np.ndarray:
     if gray.size != (IMAGE_SIDE, IMAGE_SIDE):
         gray = gray.resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.LANCZOS)
     return np.asarray(gray, dtype=np.uint8)
+
+
+def find_faces(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(x, y, w, h) of every frontal face OpenCV's Haar cascade finds, largest first."""
+    import cv2
+
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    if cascade.empty():
+        raise RuntimeError(
+            "OpenCV's Haar cascade file is missing (install opencv-python-headless<5)"
+        )
+    side = min(gray.shape)
+    faces = cascade.detectMultiScale(
+        gray, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, side // 10),) * 2
+    )
+    boxes = [tuple(int(v) for v in face) for face in faces]
+    return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+
+def crop_with_margin(gray: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
+    """The box grown by `margin` of its size on each side, clipped to the image."""
+    x, y, w, h = box
+    dx, dy = int(w * margin), int(h * margin)
+    top, bottom = max(0, y - dy), min(gray.shape[0], y + h + dy)
+    left, right = max(0, x - dx), min(gray.shape[1], x + w + dx)
+    return gray[top:bottom, left:right]

@@ -1,11 +1,14 @@
-"""`ferx-predict`: the emotion in your own photos, with optional Grad-CAM overlays.
+"""`ferx-predict`: the emotion in your own photos and videos, with optional Grad-CAM overlays.
 
     ferx-predict photo.jpg faces/ [--model models/improved.pt] [--json] [--no-detect]
                  [--gradcam out.png]
+    ferx-predict clip.mp4 [--video-out annotated.mp4] [--csv timeline.csv] [--every N]
 
 Images that are not already 48x48 crops get their largest face found first (OpenCV's Haar
 cascade, shipped inside the opencv-python-headless wheel), cropped with a margin, then
-classified like the training data (grayscale, 48x48).
+classified like the training data (grayscale, 48x48). In a video every face of every frame is
+found, classified, boxed and labelled. `--model` takes a `.pt` model file or its ONNX export
+(`models/*.onnx`, run with ONNX Runtime: same predictions, no PyTorch needed at inference).
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ferx.explain import IMAGE_SUFFIXES, explain_batch
-from ferx.faces import to_face_array
+from ferx.errors import UserError
+from ferx.faces import IMAGE_SUFFIXES, crop_with_margin, find_faces, to_face_array
 from ferx.labels import CLASS_NAMES, IMAGE_SIDE
 
 DEFAULT_MODELS = (Path("models/improved.pt"), Path("models/baseline.pt"))
@@ -47,29 +50,8 @@ class Prediction:
 
 def find_largest_face(gray: np.ndarray) -> tuple[int, int, int, int] | None:
     """(x, y, w, h) of the largest frontal face OpenCV's Haar cascade finds, or None."""
-    import cv2
-
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    if cascade.empty():
-        raise RuntimeError(
-            "OpenCV's Haar cascade file is missing (install opencv-python-headless<5)"
-        )
-    side = min(gray.shape)
-    faces = cascade.detectMultiScale(
-        gray, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, side // 10),) * 2
-    )
-    if len(faces) == 0:
-        return None
-    x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
-    return int(x), int(y), int(w), int(h)
-
-
-def crop_with_margin(gray: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
-    x, y, w, h = box
-    dx, dy = int(w * margin), int(h * margin)
-    top, bottom = max(0, y - dy), min(gray.shape[0], y + h + dy)
-    left, right = max(0, x - dx), min(gray.shape[1], x + w + dx)
-    return gray[top:bottom, left:right]
+    faces = find_faces(gray)
+    return faces[0] if faces else None
 
 
 def face_from_file(path: Path, detect: bool, margin: float) -> tuple[np.ndarray, list[int] | None]:
@@ -95,10 +77,37 @@ def collect_files(paths: list[str]) -> list[Path]:
     return files
 
 
+def load_any_model(path: Path) -> tuple[Any, dict[str, Any]]:
+    """A `.pt` model file (PyTorch) or an `.onnx` export (ONNX Runtime), and its metadata."""
+    if path.suffix.lower() == ".onnx":
+        from ferx.export import OnnxModel
+
+        model = OnnxModel(path)
+        return model, model.meta
+    from ferx.checkpoint import load_model
+
+    return load_model(path)
+
+
+def class_probabilities(model, faces: np.ndarray) -> np.ndarray:
+    """Class probabilities (N x 7) for uint8 faces (N x 48 x 48), from either kind of model."""
+    from ferx.export import OnnxModel, softmax
+
+    if isinstance(model, OnnxModel):
+        return softmax(model.logits(faces))
+    import torch
+
+    from ferx.inference import predict_logits
+
+    logits = predict_logits(model, torch.from_numpy(faces).unsqueeze(1), layout="contiguous")
+    return torch.softmax(logits, dim=1).numpy()
+
+
 def predict_files(
-    model, files: list[Path], detect: bool = True, margin: float = 0.2
+    model, files: list[Path], detect: bool = True, margin: float = 0.2, gradcam: bool = False
 ) -> tuple[list[Prediction], np.ndarray, dict[str, np.ndarray] | None]:
-    """One Prediction per file (errors recorded, not raised), the faces, and the explain maps."""
+    """One Prediction per file (errors recorded, not raised), the faces, and the class
+    probabilities with, given `gradcam` (PyTorch models only), the explain maps."""
     predictions, faces = [], []
     for path in files:
         prediction = Prediction(str(path))
@@ -115,7 +124,12 @@ def predict_files(
     if not faces:
         return predictions, np.empty((0, IMAGE_SIDE, IMAGE_SIDE), np.uint8), None
     stacked = np.stack(faces)
-    result = explain_batch(model, stacked)
+    if gradcam:
+        from ferx.explain import explain_batch
+
+        result = explain_batch(model, stacked)
+    else:
+        result = {"probabilities": class_probabilities(model, stacked)}
     ok = [p for p in predictions if p.error is None]
     for prediction, probabilities in zip(ok, result["probabilities"], strict=True):
         prediction.predicted = CLASS_NAMES[int(probabilities.argmax())]
@@ -168,11 +182,36 @@ def write_gradcam(out: Path, predictions, faces, result) -> list[Path]:
     return written
 
 
+def predict_video(model, path: Path, args: argparse.Namespace) -> int:
+    from ferx.video import annotate_video
+
+    summary = annotate_video(
+        path,
+        lambda faces: class_probabilities(model, faces),
+        video_out=args.video_out,
+        csv_out=args.csv,
+        every=args.every,
+        margin=args.margin,
+    )
+    counts = ", ".join(f"{n} {c}" for n, c in sorted(summary.counts.items(), key=lambda i: -i[1]))
+    print(
+        f"{path}: {summary.frames} frames at {summary.fps:.1f} fps, {summary.classified_frames} "
+        f"classified, {summary.rows} face rows ({counts})"
+    )
+    for label, out in (("annotated video", args.video_out), ("timeline", args.csv)):
+        if out is not None:
+            print(f"{label}: {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ferx-predict", description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+", help="image files or folders of images")
+    parser.add_argument("paths", nargs="+", help="image files, folders of images, or one video")
     parser.add_argument(
-        "--model", type=Path, help="default: models/improved.pt, else models/baseline.pt"
+        "--model",
+        type=Path,
+        help="a .pt model file or its .onnx export; default: models/improved.pt, else "
+        "models/baseline.pt",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
@@ -182,28 +221,46 @@ def main(argv: list[str] | None = None) -> int:
         "--margin", type=float, default=0.2, help="face crop margin (fraction of the box)"
     )
     parser.add_argument("--gradcam", type=Path, metavar="OUT.png", help="write Grad-CAM overlays")
+    video = parser.add_argument_group("videos")
+    video.add_argument(
+        "--video-out", type=Path, metavar="OUT.mp4", help="the video with faces boxed, labelled"
+    )
+    video.add_argument("--csv", type=Path, metavar="OUT.csv", help="one row per frame and face")
+    video.add_argument(
+        "--every", type=int, default=1, metavar="N", help="classify every Nth frame (default 1)"
+    )
     args = parser.parse_args(argv)
 
-    from ferx.checkpoint import CheckpointError, load_model
+    from ferx.video import is_video
 
+    videos = [Path(p) for p in args.paths if is_video(Path(p))]
+    if videos and len(args.paths) > 1:
+        return _error("give one video at a time (no other files beside it)")
+    if not videos and (args.video_out or args.csv or args.every != 1):
+        return _error("--video-out, --csv and --every are for a video file")
     model_path = args.model or next((p for p in DEFAULT_MODELS if p.exists()), DEFAULT_MODELS[-1])
+    if args.gradcam and model_path.suffix.lower() == ".onnx":
+        return _error("--gradcam needs the PyTorch model file (.pt), not its ONNX export")
     try:
-        model, meta = load_model(model_path)
-    except CheckpointError as exc:
-        print(f"error: {exc} (train one with `dvc repro`, or pass --model)", file=sys.stderr)
-        return 2
+        model, meta = load_any_model(model_path)
+    except UserError as exc:
+        return _error(f"{exc} (train one with `dvc repro`, or pass --model)")
     if meta.get("source") != "real":
         print(
             f"warning: {model_path} was trained on {meta.get('source', 'unknown')} data, not "
             "FER2013: its predictions on real faces mean nothing (see data/raw/README.md)",
             file=sys.stderr,
         )
+    if videos:
+        try:
+            return predict_video(model, videos[0], args)
+        except UserError as exc:
+            return _error(str(exc))
     files = collect_files(args.paths)
     if not files:
-        print("error: no image files given", file=sys.stderr)
-        return 2
+        return _error("no image files given")
     predictions, faces, result = predict_files(
-        model, files, detect=not args.no_detect, margin=args.margin
+        model, files, detect=not args.no_detect, margin=args.margin, gradcam=bool(args.gradcam)
     )
     if args.json:
         print(
@@ -222,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_gradcam(args.gradcam, predictions, faces, result):
             print(f"Grad-CAM overlay: {path}", file=sys.stderr)
     return 0 if result is not None else 1
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

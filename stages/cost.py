@@ -24,12 +24,16 @@ def main(params: Params) -> None:
         model, _ = load_model(path, params.train.model.arch)
         report = json.loads((Path("metrics/eval") / f"{name}_private_test.json").read_text())
         tta = {**report["tta"]} if "tta" in report else None
-        costs[name] = model_cost(model, path, report["accuracy"], params.cost.batch_size, tta)
-        c = costs[name]
+        costs[name] = model_cost(
+            model, path, report["accuracy"], params.cost.batch_size, tta, path.with_suffix(".onnx")
+        )
+        c, ort = costs[name], costs[name]["onnxruntime"]
         print(
             f"cost {name}: {c['gflops']:.5f} GFLOPs, {c['parameters']} parameters, "
             f"{c['latency_ms_batch1']:.2f} ms/image, {c['throughput_img_s']} img/s at batch "
-            f"{c['throughput_batch']} ({c['threads']} threads), efficiency {c['efficiency']:.0f}"
+            f"{c['throughput_batch']} ({c['threads']} threads), efficiency {c['efficiency']:.0f}; "
+            f"ONNX Runtime {ort['latency_ms_batch1']:.2f} ms/image, {ort['throughput_img_s']} "
+            "img/s"
         )
         if "tta" in c:
             t = c["tta"]

@@ -66,3 +66,19 @@ def test_tta_costs_its_views_and_earns_its_own_efficiency(tmp_path):
     assert cost["tta"]["efficiency"] == pytest.approx(66 / (10 * cost["gflops"]))
     assert cost["fvcore_unsupported_ops"]  # BatchNorm, pooling, adds: listed for the reader
     assert "tta" not in model_cost(model, path, 0.64, batch=4)
+
+
+def test_the_onnx_export_is_timed_in_onnx_runtime_on_torchs_threads(tmp_path):
+    from ferx.export import export_onnx
+
+    model = MiniXception().eval()
+    path, onnx_path = tmp_path / "m.pt", tmp_path / "m.onnx"
+    path.write_bytes(b"0" * 10)
+    export_onnx(model, onnx_path)
+    cost = model_cost(model, path, 0.64, batch=8, onnx_path=onnx_path)
+    ort = cost["onnxruntime"]
+    assert ort["file_bytes"] == onnx_path.stat().st_size
+    assert ort["threads"] == torch.get_num_threads() == cost["threads"]
+    assert ort["throughput_batch"] == 8
+    assert ort["latency_ms_batch1"] > 0 and ort["throughput_img_s"] > 0
+    assert "onnxruntime" not in model_cost(model, path, 0.64, batch=8)

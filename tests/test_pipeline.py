@@ -128,7 +128,7 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     root = make_dvc_project(tmp_path, TINY_ALL)
     ran = stages_run(dvc(root, "repro").stdout)
     assert set(ran) == {"prepare", "train", "improve", "compare", "cost", "plots_page"} | (
-        EXPLAIN | EVALUATE
+        EXPLAIN | EVALUATE | EXPORT
     )
     # a fresh clone's run modifies no tracked file: no stale outputs are committed
     changed = [line for line in git(root, "status", "--porcelain").splitlines()]
@@ -148,11 +148,15 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
         )  # compare reads the evaluations of the very model improve kept
     table = (root / "plots/compare/table.md").read_text()
     assert "PublicTest improved" in table and "PrivateTest improved" in table
+    for model in ("baseline", "improved"):  # the deployable model is the model
+        export = json.loads((root / f"metrics/export/{model}.json").read_text())
+        assert export["max_abs_logit_diff"] < 1e-4 and export["n_images"] > 0
+        assert (root / f"models/{model}.onnx").stat().st_size == export["file_bytes"]
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "first run")
 
     result = dvc(root, "exp", "run", "-S", "improve.lr=0.002")
-    improved_only = {"improve", "compare", "cost", "explain@improved"}
+    improved_only = {"improve", "compare", "cost", "explain@improved", "export@improved"}
     assert set(stages_run(result.stdout)) == improved_only | {
         e for e in EVALUATE if "improved" in e
     }
@@ -210,6 +214,7 @@ README_EXP_SHOW = (
     r"|improved\.(private\.accuracy|private\.macro_f1|private\.disgust_recall|kept_start)$",
 )
 EXPLAIN = {"explain@baseline", "explain@improved"}
+EXPORT = {"export@baseline", "export@improved"}
 EVALUATE = {
     f"evaluate@{m}-{s}" for m in ("baseline", "improved") for s in ("public_test", "private_test")
 }

@@ -126,3 +126,58 @@ def test_every_network_predicts_from_its_file_alone_with_a_gradcam(tmp_path, arc
     expected = torch.softmax(model(x), 1)[0]
     assert [probabilities[n] for n in CLASS_NAMES] == pytest.approx(expected.tolist(), abs=1e-3)
     assert cam.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_onnx_export_gives_the_model_files_output(tmp_path, model_path, capsys):
+    from ferx.checkpoint import load_model
+    from ferx.export import export_onnx
+
+    torch.manual_seed(1)
+    model = MiniXception().eval()
+    with torch.no_grad():
+        model.head.weight.mul_(30)  # confident, face-dependent predictions
+    save_model(model_path, model, source="real")
+    export_onnx(load_model(model_path)[0], tmp_path / "m.onnx", {"source": "real"})
+    _photo(tmp_path / "photo.jpg")
+    for i in (1, 2, 3):
+        Image.fromarray(FACES.pixels[i]).save(tmp_path / f"crop{i}.png")
+    files = [str(tmp_path / n) for n in ("photo.jpg", "crop1.png", "crop2.png", "crop3.png")]
+    outputs = {}
+    for name in (str(model_path), str(tmp_path / "m.onnx")):
+        assert main([*files, "--model", name, "--json"]) == 0
+        captured = capsys.readouterr()
+        assert "warning" not in captured.err  # trained on real data: nothing to flag
+        outputs[name] = json.loads(captured.out)["predictions"]
+    by_pt, by_onnx = outputs.values()
+    assert [p["predicted"] for p in by_pt] == [p["predicted"] for p in by_onnx]
+    assert [p["face_box"] for p in by_pt] == [p["face_box"] for p in by_onnx]
+    for a, b in zip(by_pt, by_onnx, strict=True):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=2e-4)
+
+
+def test_gradcam_needs_the_model_file_not_its_onnx_export(tmp_path, model_path, capsys):
+    from ferx.export import export_onnx
+
+    export_onnx(MiniXception(), tmp_path / "m.onnx")
+    Image.fromarray(FACES.pixels[0]).save(tmp_path / "a.png")
+    args = [str(tmp_path / "a.png"), "--model", str(tmp_path / "m.onnx")]
+    assert main([*args, "--gradcam", str(tmp_path / "cam.png")]) == 2
+    assert "--gradcam needs the PyTorch model file (.pt)" in capsys.readouterr().err
+
+
+def test_predicting_with_the_onnx_export_never_imports_torch(tmp_path):
+    import subprocess
+    import sys
+
+    from ferx.export import export_onnx
+
+    export_onnx(MiniXception(), tmp_path / "m.onnx")
+    Image.fromarray(FACES.pixels[0]).save(tmp_path / "a.png")
+    code = (
+        "import sys\nfrom ferx.predict import main\n"
+        f"code = main([{str(tmp_path / 'a.png')!r}, '--model', {str(tmp_path / 'm.onnx')!r}])\n"
+        "print(code, sorted({'torch', 'captum', 'torchvision'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "0 []"

@@ -1,0 +1,120 @@
+"""ONNX: the model users deploy. Export a trained network to ONNX and run it with ONNX Runtime.
+
+The ONNX file takes what the PyTorch model takes, raw pixels (float32, 0..255, N x 1 x 48 x 48,
+any N) and gives the 7 logits: the normalisation is inside the graph, so a deployment needs
+no preprocessing code of ours. The file also records the network, the data source and the
+class names (ONNX metadata), like a `.pt` model file does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferx.atomic import write_atomic
+from ferx.errors import UserError
+from ferx.labels import CLASS_NAMES, IMAGE_SIDE
+
+OPSET = 18  # what torch's exporter and onnxruntime 1.2x agree on for every network here
+INPUT, OUTPUT = "pixels", "logits"
+META_KEY = "ferx"  # the metadata entry holding {"arch", "class_names", **training meta}
+
+
+class OnnxModelError(UserError):
+    """An ONNX file is missing, unreadable, not a ferx model, or a network would not export."""
+
+
+def export_onnx(model, path: str | Path, meta: dict[str, Any] | None = None) -> None:
+    """Write `model` (a ferx network) as ONNX with a dynamic batch, atomically."""
+    import onnx
+    import torch
+
+    arch = getattr(getattr(model, "config", None), "arch", type(model).__name__)
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    example = torch.zeros(2, 1, IMAGE_SIDE, IMAGE_SIDE)
+    try:
+        # torch's own exporter (torch.export + onnxscript): the TorchScript one is deprecated
+        program = torch.onnx.export(
+            model,
+            (example,),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+            report=False,
+        )
+        proto = program.model_proto
+    except Exception as exc:  # the exporter raises many kinds; the user needs which and why
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OnnxModelError(f"the {arch} network cannot be exported to ONNX: {first}") from exc
+    info = {"arch": arch, "class_names": list(CLASS_NAMES), **(meta or {})}
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(info, sort_keys=True)
+    write_atomic(path, lambda tmp: onnx.save_model(proto, str(tmp)), suffix=".onnx")
+
+
+class OnnxModel:
+    """An exported ferx model in ONNX Runtime: `logits(images)` like `predict_logits`."""
+
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise OnnxModelError(f"{self.path}: not found")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: its warnings are not the user's to fix
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise OnnxModelError(f"{self.path}: not a loadable ONNX model ({first})") from None
+        raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
+        self.meta: dict[str, Any] = json.loads(raw) if raw else {}
+        if self.meta.get("class_names") != list(CLASS_NAMES):
+            raise OnnxModelError(
+                f"{self.path}: not a ferx ONNX model (no class names "
+                f"{list(CLASS_NAMES)} in its metadata; export one with `dvc repro export`)"
+            )
+
+    def logits(self, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
+        """Logits (N x 7, float32) for faces as N x 48 x 48 or N x 1 x 48 x 48, 0..255."""
+        x = np.asarray(images, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[:, None]
+        out = [
+            self.session.run([OUTPUT], {INPUT: x[i : i + batch_size]})[0]
+            for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(out) if out else np.empty((0, len(CLASS_NAMES)), np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def parity(model, onnx_model: OnnxModel, images: np.ndarray, batch_size: int = 128) -> dict:
+    """How far ONNX Runtime's logits are from PyTorch's on `images` (N x 48 x 48 uint8)."""
+    import torch
+
+    from ferx.inference import predict_logits
+
+    reference = predict_logits(model, torch.from_numpy(images).unsqueeze(1), batch_size).numpy()
+    ours = onnx_model.logits(images, batch_size)
+    return {
+        "n_images": len(images),
+        "max_abs_logit_diff": float(np.abs(ours - reference).max()) if len(images) else 0.0,
+        "same_predictions": float((ours.argmax(1) == reference.argmax(1)).mean())
+        if len(images)
+        else 1.0,
+    }

@@ -1,0 +1,52 @@
+"""dvc stage `export@<model>`: the model as ONNX, checked against PyTorch on PrivateTest."""
+
+import argparse
+from pathlib import Path
+
+from ferx.atomic import write_json
+from ferx.checkpoint import load_model
+from ferx.cli import run_stage
+from ferx.data import data_source, load_split
+from ferx.export import OnnxModel, OnnxModelError, export_onnx, parity
+from ferx.params import Params
+
+# ONNX Runtime must give PyTorch's logits to this precision, or the export is not the model
+TOLERANCE = 1e-4
+
+
+def main(params: Params, model_name: str) -> None:
+    model, meta = load_model(Path("models") / f"{model_name}.pt", params.train.model.arch)
+    target = Path("models") / f"{model_name}.onnx"
+    export_onnx(model, target, meta)
+    images, _ = load_split(Path(params.prepare.out_dir) / "private_test.npz")
+    check = parity(model, OnnxModel(target), images, params.runtime.eval_batch_size)
+    write_json(
+        Path("metrics/export") / f"{model_name}.json",
+        {
+            "source": data_source(),
+            "model": model_name,
+            "arch": model.config.arch,
+            "onnx": str(target),
+            "file_bytes": target.stat().st_size,
+            "parity_split": "PrivateTest",
+            **check,
+        },
+    )
+    print(
+        f"export {model_name}: {target} ({target.stat().st_size / 1e3:.0f} kB); ONNX Runtime vs "
+        f"PyTorch on {check['n_images']} PrivateTest faces: max |logit diff| "
+        f"{check['max_abs_logit_diff']:.2e}, same prediction {check['same_predictions']:.2%}"
+    )
+    if check["max_abs_logit_diff"] > TOLERANCE:
+        target.unlink()
+        raise OnnxModelError(
+            f"{target}: ONNX Runtime's logits differ from PyTorch's by up to "
+            f"{check['max_abs_logit_diff']:.2e} (> {TOLERANCE}); the file was removed"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, choices=["baseline", "improved"])
+    args = parser.parse_args()
+    run_stage(lambda params: main(params, args.model))
