@@ -266,8 +266,14 @@ def queue_rows(rows: list[Row], done: dict[str, dict[str, Any]], say=print) -> l
     return queued
 
 
-def wait_for(rows: list[Row], jobs: int, poll: float = 2.0) -> dict[str, str]:
-    """Start the queue workers and wait for the rows, with a progress line; final states."""
+def wait_for(
+    rows: list[Row], jobs: int, poll: float = 2.0, lost_after: float = 120.0
+) -> dict[str, str]:
+    """Start the queue workers and wait for the rows, with a progress line; final states.
+
+    Done when every row is Success or Failed. A row can be missing from `dvc queue status` for
+    a moment while a worker takes it from the queue, so a missing row is waited for; one
+    missing for `lost_after` seconds while nothing is queued or running is reported lost."""
     names = {row.experiment for row in rows}
     # Not captured: the workers `queue start` launches inherit its output, and a captured
     # pipe would stay open (and this call blocked) until the last experiment ends.
@@ -280,10 +286,12 @@ def wait_for(rows: list[Row], jobs: int, poll: float = 2.0) -> dict[str, str]:
     if started.returncode != 0:
         raise UserError(f"dvc queue start -j {jobs} failed (exit {started.returncode})")
     start = time.monotonic()
+    idle_since = None  # when rows were last seen missing with nothing queued or running
     while True:
         states = {n: s for n, s in queue_states().items() if n in names}
         finished = sum(s in ("Success", "Failed") for s in states.values())
-        elapsed = time.monotonic() - start
+        now = time.monotonic()
+        elapsed = now - start
         left = elapsed / finished * (len(rows) - finished) if finished else None
         eta = f", about {left / 60:.0f} min left" if left is not None else ""
         print(
@@ -291,9 +299,16 @@ def wait_for(rows: list[Row], jobs: int, poll: float = 2.0) -> dict[str, str]:
             end="",
             flush=True,
         )
-        if finished == len(rows) or (states and not {"Queued", "Running"} & set(states.values())):
+        if finished == len(rows):
             print()
             return states
+        if {"Queued", "Running"} & set(states.values()):
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif now - idle_since >= lost_after:
+            print()
+            return {**{n: "Lost" for n in names}, **states}
         time.sleep(poll)
 
 
@@ -475,6 +490,11 @@ def run(spec: Spec, jobs: int, collect_only: bool, out_root: Path = Path("ablati
         if queued:
             states = wait_for(queued, jobs)
             failed = {n: failure_reason(n) for n, s in states.items() if s == "Failed"}
+            failed |= {
+                n: "lost: `dvc queue status` stopped listing it before it ended"
+                for n, s in states.items()
+                if s == "Lost"
+            }
     records = table_rows(spec, rows, experiments(), failed)
     write_outputs(spec, records, out_root / spec.name)
     return 0 if all(r["status"] == "done" for r in records) else 1

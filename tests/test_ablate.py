@@ -196,3 +196,54 @@ def test_ablation_end_to_end_through_dvc_experiments(tmp_path, monkeypatch, caps
     assert main(["two.yaml"]) == 0  # a rerun finds every row done and queues nothing
     assert "3 already done, 0 queued" in capsys.readouterr().out
     assert main(["two.yaml", "--collect-only"]) == 0
+
+
+class _Queue:
+    """`dvc queue status` as a script of snapshots, one per poll (the last one repeats)."""
+
+    def __init__(self, snapshots):
+        self.snapshots, self.polls = snapshots, 0
+
+    def __call__(self):
+        snapshot = self.snapshots[min(self.polls, len(self.snapshots) - 1)]
+        self.polls += 1
+        return snapshot
+
+
+def _rows_named(*names):
+    from ferx.ablate import Row
+
+    return [Row(experiment=n, on={}, params={}) for n in names]
+
+
+def test_waiting_outlasts_a_row_missing_while_a_worker_takes_it(monkeypatch, capsys):
+    import subprocess
+
+    import ferx.ablate as ablate
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))
+    # seen on FER2013: between two experiments the next one was briefly in no list
+    queue = _Queue(
+        [
+            {"r-0": "Running", "r-1": "Queued"},
+            {"r-0": "Success"},
+            {"r-0": "Success"},
+            {"r-0": "Success", "r-1": "Running"},
+            {"r-0": "Success", "r-1": "Success"},
+        ]
+    )
+    monkeypatch.setattr(ablate, "queue_states", queue)
+    states = ablate.wait_for(_rows_named("r-0", "r-1"), jobs=1, poll=0, lost_after=60)
+    assert states == {"r-0": "Success", "r-1": "Success"} and queue.polls == 5
+    assert "2/2 experiments done" in capsys.readouterr().out
+
+
+def test_a_row_that_never_comes_back_is_reported_lost(monkeypatch):
+    import subprocess
+
+    import ferx.ablate as ablate
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))
+    monkeypatch.setattr(ablate, "queue_states", _Queue([{"r-0": "Success"}]))
+    states = ablate.wait_for(_rows_named("r-0", "r-1"), jobs=1, poll=0.01, lost_after=0.05)
+    assert states == {"r-0": "Success", "r-1": "Lost"}
