@@ -415,18 +415,50 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
+def frontier_points(records: list[dict[str, Any]]) -> list[tuple[str, float, float, bool]]:
+    """(label, GFLOPs, PrivateTest %, with TTA) for every finished row, single view and, where
+    the row evaluated with TTA, with it too: both are ways to deploy that model."""
+    points = []
+    for r in records:
+        if r["status"] != "done":
+            continue
+        points.append((r["experiment"], r["gflops"], 100 * r["private_accuracy"], False))
+        if "tta_gflops" in r:
+            label = f"{r['experiment']} + TTA"
+            points.append((label, r["tta_gflops"], 100 * r["private_tta_accuracy"], True))
+    return points
+
+
+def _label_offsets(points: list[tuple[str, float, float, bool]], gap: float) -> list[float]:
+    """Vertical label offsets (points) so that labels of dots at the same cost and nearly the
+    same accuracy (closer than `gap` accuracy points) are stacked, not printed over each other."""
+    offsets = [0.0] * len(points)
+    order = sorted(range(len(points)), key=lambda i: (points[i][1], points[i][2]))
+    for before, i in itertools.pairwise(order):
+        same_x = points[i][1] == points[before][1]
+        if same_x and points[i][2] - points[before][2] < gap:
+            offsets[i] = offsets[before] + 9
+    return offsets
+
+
 def plot_frontier(spec: Spec, records: list[dict[str, Any]], path: Path) -> None:
     from ferx.plots import plt, save_figure
 
     done = [r for r in records if r["status"] == "done"]
-    fig, ax = plt.subplots(figsize=(7.0, 4.6))
-    points = [(r["gflops"], 100 * r["private_accuracy"]) for r in done]
-    for r, (x, y) in zip(done, points, strict=True):
-        ax.scatter(x, y, s=50, color="tab:blue", zorder=3)
-        ax.annotate(r["experiment"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    front = pareto(points)
+    fig, ax = plt.subplots(figsize=(7.4, 5.0))
+    points = frontier_points(records)
+    span = max((p[2] for p in points), default=1) - min((p[2] for p in points), default=0)
+    for (label, x, y, tta), dy in zip(
+        points, _label_offsets(points, 0.04 * span + 0.3), strict=True
+    ):
+        style = {"facecolors": "none", "edgecolors": "tab:blue"} if tta else {"color": "tab:blue"}
+        ax.scatter(x, y, s=50, zorder=3, **style)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, dy - 3), fontsize=7)
+    front = pareto([(x, y) for _, x, y, _ in points])
     if front:
         ax.plot(*zip(*front, strict=True), color="tab:blue", lw=1, label="Pareto front (ours)")
+    if any(p[3] for p in points):
+        ax.scatter([], [], s=50, facecolors="none", edgecolors="tab:blue", label="ours, with TTA")
     for ref in REFERENCES:
         if "gflops" in ref:
             ax.scatter(
@@ -466,7 +498,7 @@ def plot_frontier(spec: Spec, records: list[dict[str, Any]], path: Path) -> None
     )
     ax.grid(alpha=0.3, which="both")
     if front:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2)
     save_figure(fig, path)
 
 

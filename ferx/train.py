@@ -340,7 +340,9 @@ def _train_one_epoch(
         x = train.x[index].to(torch.float32)
         x = augment_batch(x, params.augment, generator).to(device).contiguous(memory_format=fmt)
         y = train.y[index].to(device)
-        logits = model(x)
+        with torch.autocast(device.type, torch.bfloat16, enabled=params.precision == "bf16"):
+            logits = model(x)
+        logits = logits.float()  # the loss and the bookkeeping in float32 either way
         loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=params.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

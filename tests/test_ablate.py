@@ -247,3 +247,26 @@ def test_a_row_that_never_comes_back_is_reported_lost(monkeypatch):
     monkeypatch.setattr(ablate, "queue_states", _Queue([{"r-0": "Success"}]))
     states = ablate.wait_for(_rows_named("r-0", "r-1"), jobs=1, poll=0.01, lost_after=0.05)
     assert states == {"r-0": "Success", "r-1": "Lost"}
+
+
+def test_the_frontier_has_each_row_with_and_without_tta_and_stacks_close_labels():
+    from ferx.ablate import _label_offsets, frontier_points
+
+    records = [
+        {"experiment": "r-0", "status": "done", "gflops": 0.006, "private_accuracy": 0.5946,
+         "tta_gflops": 0.06, "private_tta_accuracy": 0.613},
+        {"experiment": "r-1", "status": "done", "gflops": 0.006, "private_accuracy": 0.5949},
+        {"experiment": "r-2", "status": "failed", "error": "boom"},
+    ]  # fmt: skip
+    points = frontier_points(records)
+    assert [(label, x, tta) for label, x, _, tta in points] == [
+        ("r-0", 0.006, False),
+        ("r-0 + TTA", 0.06, True),
+        ("r-1", 0.006, False),
+    ]
+    assert points[1][2] == pytest.approx(61.3)
+    offsets = _label_offsets(points, gap=0.5)
+    assert offsets[0] != offsets[2]  # 59.46 % and 59.49 % at one cost: two lines, not one blot
+    assert offsets[1] == 0
+    front = pareto([(x, y) for _, x, y, _ in points])
+    assert front == [(0.006, pytest.approx(59.49)), (0.06, pytest.approx(61.3))]

@@ -432,3 +432,28 @@ def test_with_ema_the_average_is_evaluated_and_kept(tmp_path):
     assert any(
         not torch.equal(v, model_ema.state_dict()[k]) for k, v in averaged.best_state_dict.items()
     )
+
+
+def test_bf16_precision_trains_under_autocast_with_float32_weights(tmp_path, monkeypatch):
+    seen = []
+    forward = MiniXception.forward
+
+    def spy(self, x):
+        out = forward(self, x)
+        if self.training:
+            seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(MiniXception, "forward", spy)
+    model_fp32, _ = run(tmp_path, quick(epochs=1), "fp32")
+    assert set(seen) == {torch.float32}
+    seen.clear()
+    model_bf16, result = run(tmp_path, quick(epochs=1, precision="bf16"), "bf16")
+    assert set(seen) == {torch.bfloat16}  # the training forward ran in bfloat16
+    state = model_bf16.state_dict()
+    assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
+    assert any(not torch.equal(v, model_fp32.state_dict()[k]) for k, v in state.items())
+    assert math.isfinite(result.history[-1]["train/loss"])
+    again, _ = run(tmp_path, quick(epochs=1, precision="bf16"), "bf16_again")
+    for key, value in again.state_dict().items():
+        assert torch.equal(value, state[key]), key  # deterministic on one machine
