@@ -6,12 +6,16 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from fvcore.nn import FlopCountAnalysis
+
+with warnings.catch_warnings():  # fvcore's import scripts a helper with torch.jit, deprecated
+    warnings.simplefilter("ignore", FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
 
 from ferx.labels import IMAGE_SIDE
 from ferx.model import count_parameters

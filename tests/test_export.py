@@ -83,7 +83,10 @@ def test_bad_onnx_files_give_a_clear_error(tmp_path, content, message):
 
 def test_an_onnx_file_that_is_no_ferx_model_is_refused(tmp_path):
     torch.onnx.export(
-        torch.nn.Linear(3, 2), (torch.zeros(1, 3),), str(tmp_path / "other.onnx"), dynamo=True
+        torch.nn.Linear(3, 2).eval(),
+        (torch.zeros(1, 3),),
+        str(tmp_path / "other.onnx"),
+        dynamo=True,
     )
     with pytest.raises(OnnxModelError, match="not a ferx ONNX model"):
         OnnxModel(tmp_path / "other.onnx")
