@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PIL import Image
 
@@ -18,8 +20,10 @@ def to_face_array(image: Image.Image) -> np.ndarray:
     return np.asarray(gray, dtype=np.uint8)
 
 
-def find_faces(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """(x, y, w, h) of every frontal face OpenCV's Haar cascade finds, largest first."""
+@functools.cache
+def _face_cascade():
+    """OpenCV's frontal-face Haar cascade, read from its XML file once per process (a video
+    asks for it on every frame)."""
     import cv2
 
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
@@ -27,6 +31,12 @@ def find_faces(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
         raise RuntimeError(
             "OpenCV's Haar cascade file is missing (install opencv-python-headless<5)"
         )
+    return cascade
+
+
+def find_faces(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(x, y, w, h) of every frontal face OpenCV's Haar cascade finds, largest first."""
+    cascade = _face_cascade()
     side = min(gray.shape)
     faces = cascade.detectMultiScale(
         gray, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, side // 10),) * 2
