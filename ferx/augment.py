@@ -1,4 +1,5 @@
-"""Batched, per-sample augmentation: one affine resample for flip, rotation, shift and zoom."""
+"""Batched, per-sample augmentation: one affine resample for flip, rotation, shift and zoom,
+then optional random erasing."""
 
 from __future__ import annotations
 
@@ -13,11 +14,56 @@ from ferx.params import AugmentParams
 def augment_batch(
     x: torch.Tensor, params: AugmentParams, generator: torch.Generator
 ) -> torch.Tensor:
-    """Randomly flip, rotate, translate and scale each image of a (N, 1, H, W) float batch.
+    """Randomly flip, rotate, translate, scale and erase each image of a (N, 1, H, W) float
+    batch of 0-255 pixels.
 
     All randomness comes from `generator`, so a seeded run is repeatable. Flip and the affine
     parts are folded into one 2x3 matrix per image and applied by a single grid_sample.
     """
+    x = _flip_and_warp(x, params, generator)
+    if params.erase > 0:
+        x = random_erase(x, params.erase, generator)
+    return x
+
+
+def random_erase(
+    x: torch.Tensor,
+    probability: float,
+    generator: torch.Generator,
+    area: tuple[float, float] = (0.02, 0.33),
+    aspect: tuple[float, float] = (0.3, 3.3),
+) -> torch.Tensor:
+    """With `probability`, replace one rectangle of each image by uniform 0-255 noise.
+
+    torchvision's RandomErasing draws the same ranges (area fraction, log-uniform aspect
+    ratio) but one image at a time; here the whole batch is one set of draws and one mask.
+    """
+    n, _, height, width = x.shape
+    chosen = torch.rand(n, generator=generator) < probability
+    fraction = area[0] + torch.rand(n, generator=generator) * (area[1] - area[0])
+    log_low, log_high = math.log(aspect[0]), math.log(aspect[1])
+    ratio = torch.exp(log_low + torch.rand(n, generator=generator) * (log_high - log_low))
+    pixels = fraction * height * width
+    box_h = torch.sqrt(pixels * ratio).round().clamp(1, height).long()
+    box_w = torch.sqrt(pixels / ratio).round().clamp(1, width).long()
+    top = (torch.rand(n, generator=generator) * (height - box_h + 1)).floor().long()
+    left = (torch.rand(n, generator=generator) * (width - box_w + 1)).floor().long()
+    rows = torch.arange(height)[None, :, None]
+    cols = torch.arange(width)[None, None, :]
+    inside = (
+        (rows >= top[:, None, None])
+        & (rows < (top + box_h)[:, None, None])
+        & (cols >= left[:, None, None])
+        & (cols < (left + box_w)[:, None, None])
+        & chosen[:, None, None]
+    )[:, None]
+    noise = torch.rand(x.shape, generator=generator, dtype=x.dtype) * 255
+    return torch.where(inside, noise, x)
+
+
+def _flip_and_warp(
+    x: torch.Tensor, params: AugmentParams, generator: torch.Generator
+) -> torch.Tensor:
     n = x.shape[0]
     flip = torch.ones(n)
     if params.hflip:

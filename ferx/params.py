@@ -105,6 +105,9 @@ class AugmentParams(Section):
     rotate_deg: Float = Field(10.0, ge=0, le=45)
     translate: Float = Field(0.1, ge=0, le=0.5)  # fraction of the image side
     scale: Float = Field(0.1, ge=0, le=0.5)  # +- relative zoom
+    # random erasing (Zhong et al. 2020): the chance that a face gets one rectangle of noise,
+    # 2-33% of its area, aspect 0.3-3.3; 0 turns it off (and draws no random numbers)
+    erase: Float = Field(0.0, ge=0, le=1)
 
 
 class TrainParams(Section):

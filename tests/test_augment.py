@@ -67,3 +67,42 @@ def test_rotation_turns_by_up_to_its_angle():
     row, col = (_centre_of_mass(out) - 23.5).unbind(1)
     angles = torch.rad2deg(torch.atan2(row, col)).abs()
     assert angles.max() <= 20.5 and angles.max() >= 15
+
+
+def test_erase_off_draws_nothing_so_default_runs_are_unchanged():
+    x = _batch()
+    params = AugmentParams(hflip=True, rotate_deg=10, translate=0.1, scale=0.1, erase=0.0)
+    generator = torch.Generator().manual_seed(7)
+    augment_batch(x, params, generator)
+    reference = torch.Generator().manual_seed(7)
+    augment_batch(x, AugmentParams(hflip=True, rotate_deg=10, translate=0.1, scale=0.1), reference)
+    assert torch.equal(generator.get_state(), reference.get_state())
+
+
+def test_erase_replaces_one_rectangle_in_about_its_share_of_faces():
+    x = torch.full((400, 1, 48, 48), -1.0)  # no noise pixel can be -1
+    params = AugmentParams(hflip=False, rotate_deg=0, translate=0, scale=0, erase=0.5)
+    out = augment_batch(x, params, torch.Generator().manual_seed(8))
+    changed = out != -1
+    erased = changed.flatten(1).any(1)
+    assert 0.4 < erased.float().mean() < 0.6
+    for image in changed[erased][:, 0]:
+        rows = image.any(1).nonzero().flatten()
+        cols = image.any(0).nonzero().flatten()
+        box = image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert box.all()  # one solid rectangle, nothing outside it
+        assert int(image.sum()) == box.numel()
+        share = box.numel() / (48 * 48)
+        assert 0.015 <= share <= 0.36
+        ratio = box.shape[0] / box.shape[1]
+        assert 0.2 <= ratio <= 5
+    values = out[changed]
+    assert values.min() >= 0 and values.max() <= 255 and values.std() > 50  # uniform noise
+
+
+def test_erase_always_and_never():
+    x = torch.full((64, 1, 48, 48), -1.0)
+    off = AugmentParams(hflip=False, rotate_deg=0, translate=0, scale=0, erase=0.0)
+    on = AugmentParams(hflip=False, rotate_deg=0, translate=0, scale=0, erase=1.0)
+    assert torch.equal(augment_batch(x, off, torch.Generator().manual_seed(0)), x)
+    assert (augment_batch(x, on, torch.Generator().manual_seed(0)) != -1).flatten(1).any(1).all()
