@@ -296,11 +296,16 @@ def _evaluate(model, splits, runtime, device) -> dict[str, float]:
 
 
 def freeze_all_but(model: torch.nn.Module, trainable: str) -> None:
-    """Let only the head learn ("head"), or everything ("all")."""
-    if trainable not in ("all", "head"):
-        raise ValueError(f"trainable must be 'all' or 'head', got {trainable!r}")
+    """Let everything learn ("all"), only the head ("head"), or only its biases ("bias")."""
+    learns = {
+        "all": lambda name: True,
+        "head": lambda name: name.startswith("head."),
+        "bias": lambda name: name == "head.bias",
+    }
+    if trainable not in learns:
+        raise ValueError(f"trainable must be one of {', '.join(learns)}, got {trainable!r}")
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_(trainable == "all" or name.startswith("head."))
+        parameter.requires_grad_(learns[trainable](name))
 
 
 def train_mode(model: torch.nn.Module) -> None:

@@ -52,17 +52,24 @@ def test_improve_fine_tunes_from_the_baseline_checkpoint(trained):
     assert (trained / "plots/improve/loss.png").exists()
 
 
-def test_improve_retraining_the_head_leaves_every_other_tensor_as_the_baseline(trained):
-    params = {**TINY, "improve": {"epochs": 2, "lr": 0.05, "retrain": "head"}}
+@pytest.mark.parametrize(
+    ("retrain", "retrained"),
+    [("head", lambda name: name.startswith("head.")), ("bias", lambda name: name == "head.bias")],
+)
+def test_improve_retraining_part_leaves_every_other_tensor_as_the_baseline(
+    trained, retrain, retrained
+):
+    params = {**TINY, "improve": {"epochs": 2, "lr": 0.05, "retrain": retrain}}
     result = run_stage("improve", trained, params)
     assert result.returncode == 0, result.stderr
     baseline = load_model(trained / "models/baseline.pt")[0].state_dict()
     improved = load_model(trained / "models/improved.pt")[0].state_dict()
     metrics = json.loads((trained / "metrics/improve.json").read_text())
-    assert metrics["retrain"] == "head" and metrics["kept_start"] == (metrics["best_epoch"] == 0)
+    assert metrics["retrain"] == retrain
+    assert metrics["kept_start"] == (metrics["best_epoch"] == 0)
     assert baseline.keys() == improved.keys()
     for name, tensor in baseline.items():
-        if name.startswith("head."):  # changed, unless no epoch beat the baseline
+        if retrained(name):  # changed, unless no epoch beat the baseline
             assert torch.equal(improved[name], tensor) == metrics["kept_start"], name
         else:  # weights and BatchNorm running statistics alike
             assert torch.equal(improved[name], tensor), name

@@ -22,6 +22,18 @@ def test_parameter_count_is_the_papers():
     assert count_parameters(model, trainable_only=False) == 58_423  # Keras total (BN stats)
 
 
+def test_the_default_network_is_the_mini_xception_at_twice_the_papers_widths():
+    from ferx.params import Params
+
+    model_params = Params().train.model
+    model = build_model(
+        ModelConfig(arch=model_params.arch, widths=tuple(model_params.widths))
+    ).eval()
+    assert count_parameters(model) == 199_671
+    assert count_flops(model) == 16_382_943  # fvcore: one multiply-add is one flop
+    assert model.features(torch.rand(2, 1, 48, 48) * 255).shape == (2, 256, 3, 3)
+
+
 def test_output_and_feature_shapes():
     model = MiniXception().eval()
     x = torch.rand(5, 1, 48, 48) * 255

@@ -9,7 +9,9 @@ def test_shipped_params_yaml_is_valid_and_matches_the_defaults():
     # a key left out of params.yaml means the same as the shipped file says
     params = load_params(PROJECT_ROOT / "params.yaml")
     assert params == Params()
-    assert params.train.model.widths == [16, 32, 64, 128]  # the paper's mini-Xception
+    # the default network is the mini-Xception at twice the paper's widths (chosen on
+    # PublicTest); ModelConfig's own default, what old checkpoints load as, stays the paper's
+    assert params.train.model.widths == [32, 64, 128, 256]
 
 
 def test_empty_file_gives_defaults(tmp_path):
@@ -50,6 +52,10 @@ def test_empty_file_gives_defaults(tmp_path):
         (
             {"improve": {"retrain": "head", "init": "scratch"}},
             ["improve:", "init must be baseline"],
+        ),
+        (
+            {"improve": {"retrain": "bias", "init": "scratch"}},
+            ["improve:", "retrain: bias", "init must be baseline"],
         ),
         ({"improve": {"retrain": "body"}}, ["improve.retrain", "'all'"]),
         ({"train": {"model": {"arch": "vgg"}}}, ["train.model.arch", "'mini_xception'"]),

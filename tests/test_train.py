@@ -13,7 +13,7 @@ from ferx.inference import predict_logits
 from ferx.labels import ARCHITECTURES
 from ferx.model import MiniXception, ModelConfig, build_model
 from ferx.params import RuntimeParams, TrainParams
-from ferx.train import RunSpec, Split, fit, make_ema, training_sources
+from ferx.train import RunSpec, Split, fit, freeze_all_but, make_ema, training_sources
 from tests.conftest import tiny_splits
 
 SPLITS = tiny_splits(160, seed=0)
@@ -249,7 +249,11 @@ def test_fine_tuning_keeps_the_starting_weights_unless_an_epoch_beats_them(tmp_p
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_head_only_training_changes_only_the_head(tmp_path, arch):
+@pytest.mark.parametrize(
+    ("trainable", "learns"),
+    [("head", lambda name: name.startswith("head.")), ("bias", lambda name: name == "head.bias")],
+)
+def test_partial_training_changes_exactly_what_it_names(tmp_path, arch, trainable, learns):
     torch.manual_seed(0)
     init = {k: v.clone() for k, v in build_model(ModelConfig(arch=arch)).state_dict().items()}
     model = build_model(ModelConfig(arch=arch))
@@ -257,10 +261,15 @@ def test_head_only_training_changes_only_the_head(tmp_path, arch):
         model,
         SPLITS,
         quick(epochs=1, lr=0.05, batch_size=80),
-        RunSpec("h", tmp_path / "h.pt", init_state_dict=init, trainable="head"),
+        RunSpec("h", tmp_path / "h.pt", init_state_dict=init, trainable=trainable),
     )
     for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, init[name]) != name.startswith("head."), name
+        assert torch.equal(tensor, init[name]) != learns(name), name
+
+
+def test_unknown_trainable_part_is_refused():
+    with pytest.raises(ValueError, match="all, head, bias"):
+        freeze_all_but(build_model(ModelConfig()), "body")
 
 
 def test_logged_lr_is_the_mean_rate_the_epoch_used_and_loss_is_plain_cross_entropy(tmp_path):
