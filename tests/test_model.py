@@ -155,7 +155,8 @@ def test_each_network_learns_from_its_default_initialisation(arch):
 def test_what_reaches_the_head_depends_on_the_face_at_initialisation(arch):
     # Under torch's default init the course CNN (13 layers, no normalisation) shrinks the
     # signal ~3,000-fold: what reaches its head is nearly the same for every face, and on
-    # FER2013 the loss stayed at the class prior's entropy for three epochs. He init fixes it.
+    # FER2013 the loss stayed at the class prior's entropy for three epochs. He init restores
+    # the signal at initialisation (what this pins).
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch=arch)).eval()
     seen = []
