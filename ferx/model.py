@@ -1,9 +1,10 @@
 """The networks: the mini-Xception of Arriaga, Ploeger & Valdenegro (2017), the course
 competition's baseline CNN and torchvision's ResNet-18, all taking raw 48x48 faces.
 
-Every network has the same three handles the stages use: `normalize` (so a checkpoint carries
+Every network has the same four handles the stages use: `normalize` (so a checkpoint carries
 its preprocessing), `head` (the final map to the 7 logits: what `improve.retrain: head`
-re-trains) and `cam_layer` (the feature block whose maps Grad-CAM weighs).
+re-trains), `top` (the deepest layers below the head: `improve.retrain: top` re-trains them
+and the head) and `cam_layer` (the feature block whose maps Grad-CAM weighs).
 
 mini_xception:
 
@@ -156,6 +157,12 @@ class MiniXception(nn.Module):
         # module only (a custom width list) there is no choice.
         return self.modules_[-2] if len(self.modules_) > 1 else self.modules_[-1]
 
+    @property
+    def top(self) -> nn.Module:
+        # the last two residual modules (11x11 -> 6x6 -> 3x3 faces): about half the FLOPs, but
+        # the cheap half on a CPU, where the large early maps dominate the time
+        return self.modules_[-2:]
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.modules_(self.stem(self.normalize(x)))
 
@@ -220,6 +227,10 @@ class BaselineCNN(nn.Module):
     def cam_layer(self) -> nn.Module:
         return self.features[-2]
 
+    @property
+    def top(self) -> nn.Module:
+        return self.classifier  # the fully connected layers: 99% of its parameters
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.classifier(self.features(self.normalize(x))))
 
@@ -249,6 +260,10 @@ class ResNet18(nn.Module):
     @property
     def cam_layer(self) -> nn.Module:
         return self.body.layer4  # the last residual stage: 512 maps at 6x6
+
+    @property
+    def top(self) -> nn.Module:
+        return self.body.layer4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(self.normalize(x)))

@@ -160,12 +160,13 @@ class ImproveParams(Section):
     weighting: Literal["balanced", "effective", "none"] = "effective"
     beta: Float = Field(0.999, ge=0, lt=1)  # effective number of samples (Cui et al. 2019)
     init: Literal["baseline", "scratch"] = "baseline"
-    # all: fine-tune every layer; head: re-train only the classifier head on the baseline's
-    # features (classifier re-training, Kang et al. 2020); bias: only the head's 7 biases, a
-    # learned per-class logit offset (logit adjustment, Menon et al. 2021); head and bias
-    # need init: baseline
-    retrain: Literal["all", "head", "bias"] = "all"
-    epochs: int = Field(8, ge=1, le=1000)
+    # all: fine-tune every layer; top: the network's deepest layers and head (the model's
+    # `top`; the early layers keep the baseline's features and cost no backward pass); head:
+    # re-train only the classifier head on the baseline's features (classifier re-training,
+    # Kang et al. 2020); bias: only the head's 7 biases, a learned per-class logit offset
+    # (logit adjustment, Menon et al. 2021); all but `all` need init: baseline
+    retrain: Literal["all", "top", "head", "bias"] = "all"
+    epochs: int = Field(5, ge=1, le=1000)
     lr: Float = Field(3e-4, gt=0, le=10)
     schedule: Literal["cosine", "plateau", "constant"] = "cosine"
     warmup_epochs: int = Field(0, ge=0)

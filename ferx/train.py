@@ -296,16 +296,19 @@ def _evaluate(model, splits, runtime, device) -> dict[str, float]:
 
 
 def freeze_all_but(model: torch.nn.Module, trainable: str) -> None:
-    """Let everything learn ("all"), only the head ("head"), or only its biases ("bias")."""
-    learns = {
-        "all": lambda name: True,
-        "head": lambda name: name.startswith("head."),
-        "bias": lambda name: name == "head.bias",
+    """Let everything learn ("all"), the network's top layers and head ("top"), only the head
+    ("head"), or only its biases ("bias")."""
+    learning = {
+        "all": lambda: model.parameters(),
+        "top": lambda: [*model.top.parameters(), *model.head.parameters()],
+        "head": lambda: model.head.parameters(),
+        "bias": lambda: [model.head.bias],
     }
-    if trainable not in learns:
-        raise ValueError(f"trainable must be one of {', '.join(learns)}, got {trainable!r}")
-    for name, parameter in model.named_parameters():
-        parameter.requires_grad_(learns[trainable](name))
+    if trainable not in learning:
+        raise ValueError(f"trainable must be one of {', '.join(learning)}, got {trainable!r}")
+    learns = {id(parameter) for parameter in learning[trainable]()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in learns)
 
 
 def train_mode(model: torch.nn.Module) -> None:

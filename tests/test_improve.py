@@ -54,7 +54,12 @@ def test_improve_fine_tunes_from_the_baseline_checkpoint(trained):
 
 @pytest.mark.parametrize(
     ("retrain", "retrained"),
-    [("head", lambda name: name.startswith("head.")), ("bias", lambda name: name == "head.bias")],
+    [
+        # the default mini-Xception's top: its last two residual modules, and the head
+        ("top", lambda name: name.startswith(("modules_.2.", "modules_.3.", "head."))),
+        ("head", lambda name: name.startswith("head.")),
+        ("bias", lambda name: name == "head.bias"),
+    ],
 )
 def test_improve_retraining_part_leaves_every_other_tensor_as_the_baseline(
     trained, retrain, retrained

@@ -248,10 +248,19 @@ def test_fine_tuning_keeps_the_starting_weights_unless_an_epoch_beats_them(tmp_p
     assert all(r["public/accuracy"] <= best["public/accuracy"] for r in gentle.history)
 
 
+# what `top` re-trains besides the head, by parameter name (a network of four modules)
+TOP = {"mini_xception": ("modules_.2.", "modules_.3."), "baseline_cnn": ("classifier.",)}
+TOP["resnet18"] = ("body.layer4.",)
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 @pytest.mark.parametrize(
     ("trainable", "learns"),
-    [("head", lambda name: name.startswith("head.")), ("bias", lambda name: name == "head.bias")],
+    [
+        ("top", lambda arch, name: name.startswith((*TOP[arch], "head."))),
+        ("head", lambda arch, name: name.startswith("head.")),
+        ("bias", lambda arch, name: name == "head.bias"),
+    ],
 )
 def test_partial_training_changes_exactly_what_it_names(tmp_path, arch, trainable, learns):
     torch.manual_seed(0)
@@ -263,12 +272,13 @@ def test_partial_training_changes_exactly_what_it_names(tmp_path, arch, trainabl
         quick(epochs=1, lr=0.05, batch_size=80),
         RunSpec("h", tmp_path / "h.pt", init_state_dict=init, trainable=trainable),
     )
+    # weights and BatchNorm running statistics alike: frozen BatchNorm layers keep theirs
     for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, init[name]) != learns(name), name
+        assert torch.equal(tensor, init[name]) != learns(arch, name), name
 
 
 def test_unknown_trainable_part_is_refused():
-    with pytest.raises(ValueError, match="all, head, bias"):
+    with pytest.raises(ValueError, match="all, top, head, bias"):
         freeze_all_but(build_model(ModelConfig()), "body")
 
 
