@@ -159,8 +159,9 @@ class MiniXception(nn.Module):
 
     @property
     def top(self) -> nn.Module:
-        # the last two residual modules (11x11 -> 6x6 -> 3x3 faces): about half the FLOPs, but
-        # the cheap half on a CPU, where the large early maps dominate the time
+        # the last two residual modules (11x11 -> 6x6 -> 3x3 maps): about half the FLOPs, but
+        # the cheap half on a CPU, where the large early maps dominate the time (an improve
+        # epoch of top: 44 s, of all layers: 65 s, 2026-12-01)
         return self.modules_[-2:]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
