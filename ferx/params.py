@@ -173,7 +173,7 @@ class ImproveParams(Section):
     select_metric: Selection = "macro_f1"
 
     @model_validator(mode="after")
-    def _head_needs_a_baseline(self) -> ImproveParams:
+    def _partial_retraining_needs_a_baseline(self) -> ImproveParams:
         if self.retrain != "all" and self.init != "baseline":
             raise ValueError(
                 f"retrain: {self.retrain} re-trains part of the baseline; init must be baseline"

@@ -249,8 +249,11 @@ def test_fine_tuning_keeps_the_starting_weights_unless_an_epoch_beats_them(tmp_p
 
 
 # what `top` re-trains besides the head, by parameter name (a network of four modules)
-TOP = {"mini_xception": ("modules_.2.", "modules_.3."), "baseline_cnn": ("classifier.",)}
-TOP["resnet18"] = ("body.layer4.",)
+TOP = {
+    "mini_xception": ("modules_.2.", "modules_.3."),
+    "baseline_cnn": ("classifier.",),
+    "resnet18": ("body.layer4.",),
+}
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
