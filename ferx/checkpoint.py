@@ -17,6 +17,9 @@ from ferx.model import ModelConfig, build_model
 MODEL_FORMAT = "ferx-model/2"
 # read too: files written when the mini-Xception was the only network (config without arch)
 READABLE_FORMATS = (MODEL_FORMAT, "ferx-mini-xception/1")
+# weights saved before MiniXception.modules_ (a near-homonym of nn.Module.modules()) was
+# renamed residual_modules: old prefix -> new
+RENAMED_PREFIXES = {"modules_.": "residual_modules."}
 
 
 class CheckpointError(UserError):
@@ -57,6 +60,17 @@ def save_model(path: str | Path, model: torch.nn.Module, **meta: Any) -> None:
     )
 
 
+def _renamed(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict with the tensor names of older files brought up to date."""
+    out = {}
+    for name, tensor in state_dict.items():
+        for old, new in RENAMED_PREFIXES.items():
+            if name.startswith(old):
+                name = new + name.removeprefix(old)
+        out[name] = tensor
+    return out
+
+
 def load_model(
     path: str | Path, expect_arch: str | None = None
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -76,7 +90,7 @@ def load_model(
     try:
         config = ModelConfig.from_dict(state["config"])
         model = build_model(config)
-        model.load_state_dict(state["state_dict"])
+        model.load_state_dict(_renamed(state["state_dict"]))
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0]
         arch = state.get("config", {}).get("arch", "mini_xception")

@@ -152,7 +152,7 @@ def plot_accuracy_vs_gflops(
 ) -> None:
     """PrivateTest accuracy against GFLOPs per face (log scale): one filled point per model,
     and where TTA is on a hollow one at n_views times the GFLOPs, joined to it."""
-    from ferx.plots import plt, save_figure
+    from ferx.plots import CostPoint, plot_cost_points, plt, save_figure
 
     # models at the same point (improve kept the baseline) share one dot and one label
     groups: dict[tuple, list[str]] = {}
@@ -165,40 +165,33 @@ def plot_accuracy_vs_gflops(
             tta.get("private_accuracy"),
         )
         groups.setdefault(key, []).append(name)
-    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    points = []
     for names in groups.values():
         name, cost = " = ".join(names), costs[names[0]]
-        x, y = cost["gflops"], 100 * cost["private_accuracy"]
-        dot = ax.scatter(x, y, s=60, label=f"{name} ({cost.get('arch', 'model')})")
-        ax.annotate(
-            f"{name}\neff. {cost['efficiency']:.0f}",
-            (x, y),
-            textcoords="offset points",
-            xytext=(6, -14),
-            fontsize=8,
-        )
-        if "tta" in cost:
-            tta = cost["tta"]
-            tx, ty = tta["gflops"], 100 * tta["private_accuracy"]
-            color = dot.get_facecolor()[0]
-            ax.plot([x, tx], [y, ty], color=color, lw=1, ls=":")
-            ax.scatter(tx, ty, s=60, facecolors="none", edgecolors=[color])
-            ax.annotate(
-                f"{name} + {tta['views']} TTA ({tta['n_views']} views)\n"
-                f"eff. {tta['efficiency']:.0f}",
-                (tx, ty),
-                textcoords="offset points",
-                xytext=(-6, 6),
-                ha="right",
-                fontsize=8,
+        tta = cost.get("tta")
+        points.append(
+            CostPoint(
+                label=f"{name}\neff. {cost['efficiency']:.0f}",
+                gflops=cost["gflops"],
+                accuracy=100 * cost["private_accuracy"],
+                legend=f"{name} ({cost.get('arch', 'model')})",
+                tta_gflops=tta["gflops"] if tta else None,
+                tta_accuracy=100 * tta["private_accuracy"] if tta else None,
+                tta_label=(
+                    f"{name} + {tta['views']} TTA ({tta['n_views']} views)\n"
+                    f"eff. {tta['efficiency']:.0f}"
+                    if tta
+                    else None
+                ),
             )
-    ax.set_xscale("log")
+        )
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    plot_cost_points(ax, points)
     ax.margins(x=0.3, y=0.3)
     ax.set(
         xlabel="GFLOPs per 48x48 face (fvcore: 1 multiply-add = 1 flop; log scale)",
         ylabel="PrivateTest accuracy (%)",
         title=f"Accuracy vs cost ({source} data); hollow: with TTA",
     )
-    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
     save_figure(fig, path)

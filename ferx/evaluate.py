@@ -32,6 +32,13 @@ def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any
     return {**summary_metrics(logits, labels), "per_class": per_class}
 
 
+def correct_text(logits: torch.Tensor, labels: torch.Tensor) -> str:
+    """Which faces the model got right, "1" or "0" per face in the split's order: what a paired
+    comparison of two models on the same faces needs (ferx.experiments.stats), in 1 byte a face."""
+    right = (logits.argmax(dim=1) == labels).numpy()
+    return (right.astype(np.uint8) + ord("0")).tobytes().decode()
+
+
 def confusion(labels: torch.Tensor, logits: torch.Tensor) -> np.ndarray:
     """Counts, rows = true class, columns = predicted class."""
     return confusion_matrix(

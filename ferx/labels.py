@@ -15,3 +15,6 @@ EVAL_SPLITS: dict[str, str] = {"public": "public_test", "private": "private_test
 IMAGE_SIDE = 48
 # the networks train.model.arch names (built in ferx/model.py); the first is the default
 ARCHITECTURES: tuple[str, ...] = ("mini_xception", "baseline_cnn", "resnet18")
+# the PublicTest metrics that may pick the kept epoch (train.select_metric, improve.select_metric);
+# ferx/metrics.py computes each of them for every evaluated split
+SELECTION_METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "balanced_accuracy")

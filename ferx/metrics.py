@@ -9,8 +9,6 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from ferx.labels import NUM_CLASSES
 
-SELECTION_METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
-
 
 def summary_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """accuracy, mean cross-entropy, macro-F1 and balanced accuracy of one split."""

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from ferx.errors import UserError
-from ferx.labels import ARCHITECTURES, CLASS_NAMES
+from ferx.labels import ARCHITECTURES, CLASS_NAMES, SELECTION_METRICS
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
@@ -46,6 +46,8 @@ def _number_from_yaml(value: Any) -> Any:
 
 Float = Annotated[float, BeforeValidator(_number_from_yaml), Field(strict=False)]
 ClassName = Literal[CLASS_NAMES]  # type: ignore[valid-type]
+# a PublicTest metric that picks the kept epoch (PrivateTest is never used to choose)
+SelectMetric = Literal[SELECTION_METRICS]  # type: ignore[valid-type]
 
 
 class Section(BaseModel):
@@ -133,13 +135,10 @@ class TrainParams(Section):
     # BF16 (bench/bench_train.py); results differ from fp32 and may differ between CPUs
     precision: Literal["fp32", "bf16"] = "fp32"
     # the PublicTest metric that picks the kept epoch (PrivateTest is never used to choose)
-    select_metric: Literal["accuracy", "macro_f1", "balanced_accuracy"] = "accuracy"
+    select_metric: SelectMetric = "accuracy"
     augment: AugmentParams = AugmentParams()
     model: ModelParams = ModelParams()
     seed: int = Field(0, ge=0)
-
-
-Selection = Literal["accuracy", "macro_f1", "balanced_accuracy"]
 
 
 class RuntimeParams(Section):
@@ -170,7 +169,7 @@ class ImproveParams(Section):
     lr: Float = Field(3e-4, gt=0, le=10)
     schedule: Literal["cosine", "plateau", "constant"] = "cosine"
     warmup_epochs: int = Field(0, ge=0)
-    select_metric: Selection = "macro_f1"
+    select_metric: SelectMetric = "macro_f1"
 
     @model_validator(mode="after")
     def _partial_retraining_needs_a_baseline(self) -> ImproveParams:

@@ -24,12 +24,12 @@ def main(params: Params) -> None:
     write_json("metrics/compare.json", result)
     write_json("plots/compare/recall.json", recall_records(result))
     plot_recall(result, "plots/compare/recall.png")
-    table = markdown_table(result)
-    write_atomic("plots/compare/table.md", lambda tmp: tmp.write_text(table))
     runs = {
         "baseline": load_eval("metrics/train.json"),
         "improved": load_eval("metrics/improve.json"),
     }
+    table = markdown_table(result, runs["improved"])
+    write_atomic("plots/compare/table.md", lambda tmp: tmp.write_text(table))
     costs = load_eval("metrics/cost.json")
     write_json("metrics/summary.json", summary(reports, runs, costs))
     print(table)

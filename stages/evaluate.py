@@ -9,7 +9,13 @@ from ferx.atomic import write_json
 from ferx.checkpoint import load_model
 from ferx.cli import run_stage
 from ferx.data import data_source, load_split
-from ferx.evaluate import confusion, evaluate_logits, plot_confusion, write_confusion_json
+from ferx.evaluate import (
+    confusion,
+    correct_text,
+    evaluate_logits,
+    plot_confusion,
+    write_confusion_json,
+)
 from ferx.inference import TTA_VIEWS, predict_logits, predict_tta
 from ferx.labels import EVAL_SPLITS, SPLIT_TITLES
 from ferx.params import Params
@@ -31,7 +37,13 @@ def main(params: Params, model_name: str, split: str) -> None:
         report["tta"] |= evaluate_logits(tta_logits, labels)
     write_json(
         Path("metrics/eval") / f"{model_name}_{split}.json",
-        {"source": source, "model": model_name, "split": SPLIT_TITLES[split], **report},
+        {
+            "source": source,
+            "model": model_name,
+            "split": SPLIT_TITLES[split],
+            **report,
+            "correct": correct_text(logits, labels),  # single view, per face
+        },
     )
     out = Path("plots/eval") / f"{model_name}_{split}"
     write_confusion_json(out / "confusion.json", labels, logits)

@@ -1,22 +1,25 @@
+"""ferx-ablate: specs, run identity across commits, seeds and intervals, the DVC queue."""
+
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from ferx.ablate import (
-    SpecError,
-    load_spec,
-    main,
-    make_rows,
-    markdown,
-    pareto,
-    queue_states,
-    table_rows,
-)
-from tests.conftest import PROJECT_ROOT, dvc, make_dvc_project
+from ferx.experiments import cli, queue
+from ferx.experiments.cli import main, threads_per_job
+from ferx.experiments.frontier import frontier_points, pareto
+from ferx.experiments.queue import Task, parse_status, wait_for
+from ferx.experiments.spec import SpecError, load_spec, make_rows, make_runs
+from ferx.experiments.stats import mean_std, paired_bootstrap
+from ferx.experiments.table import run_figures
+from ferx.plots import label_offsets
+from tests.conftest import PROJECT_ROOT, dvc, git, make_dvc_project
 
 TWO = {
     "name": "demo",
@@ -41,9 +44,13 @@ def _rows(tmp_path, design):
     return make_rows(spec)
 
 
+# --- the spec -------------------------------------------------------------------------
+
+
 def test_cumulative_rows_switch_the_factors_on_one_after_another(tmp_path):
     rows = _rows(tmp_path, "cumulative")
-    assert [r.experiment for r in rows] == ["demo-0", "demo-1", "demo-2"]
+    assert [r.index for r in rows] == [0, 1, 2]
+    assert [r.label for r in rows] == ["reference", "+smooth", "+no_flip"]
     assert [list(r.on.values()) for r in rows] == [[False, False], [True, False], [True, True]]
     assert rows[0].params == {"train.epochs": 2}
     assert rows[1].params == {"train.epochs": 2, "train.label_smoothing": 0.0}
@@ -58,6 +65,7 @@ def test_cumulative_rows_switch_the_factors_on_one_after_another(tmp_path):
 def test_one_at_a_time_and_full_designs(tmp_path):
     alone = _rows(tmp_path, "one_at_a_time")
     assert [list(r.on.values()) for r in alone] == [[False, False], [True, False], [False, True]]
+    assert alone[2].label == "no_flip"
     assert alone[2].params == {
         "train.epochs": 2,
         "train.augment.hflip": False,
@@ -70,7 +78,7 @@ def test_one_at_a_time_and_full_designs(tmp_path):
         [True, False],
         [True, True],
     ]
-    assert len({r.experiment for r in full}) == 4
+    assert full[3].label == "smooth + no_flip"
 
 
 def test_shipped_specs_are_valid():
@@ -91,6 +99,10 @@ def test_shipped_specs_are_valid():
         ({**TWO, "factors": {"x": {}}}, ["factors.x", "sets no param"]),
         ({"base": {}, "factors": TWO["factors"]}, ["name"]),
         ({**TWO, "extra": 1}, ["extra: unknown key"]),
+        ({**TWO, "seeds": [0, 0]}, ["seeds", "twice"]),
+        ({**TWO, "seeds": [0, -1]}, ["seeds", ">= 0"]),
+        ({**TWO, "seeds": "0,1"}, ["seeds", "list"]),
+        ({**TWO, "seeds": [0, 1], "base": {"train.seed": 3}}, ["base", "train.seed"]),
         ("- just\n- a list\n", ["expected a mapping"]),
         ("name: [unclosed\n", ["not valid YAML"]),
     ],
@@ -105,97 +117,83 @@ def test_bad_specs_name_the_file_and_the_key(tmp_path, content, fragments):
         assert fragment in message
 
 
-def test_table_takes_each_experiments_numbers_and_marks_failures(tmp_path):
-    spec = load_spec(_spec(tmp_path, TWO), tmp_path / "params.yaml")
-    rows = make_rows(spec)
-
-    def summary(acc: float) -> dict:
-        split = {"accuracy": acc, "macro_f1": acc - 0.1, "tta_accuracy": acc + 0.01}
-        model = {"public": split, "private": {**split, "accuracy": acc + 0.02}}
-        model |= {"gflops": 0.006, "efficiency": 1e4 * acc, "train_minutes": 3.5}
-        return {"source": "synthetic", "baseline": model}
-
-    found = {
-        "demo-0": {"params": {"evaluate": {"tta": "flip_shift"}}, "metrics": summary(0.5)},
-        "demo-1": {"params": {"evaluate": {"tta": "flip"}}, "metrics": summary(0.6)},
-    }
-    records = table_rows(spec, rows, found, {"demo-2": "error: out of memory"})
-    assert records[0]["private_accuracy"] == 0.52 and records[1]["public_accuracy"] == 0.6
-    assert records[1]["smooth"] is True and records[1]["no_flip"] is False
-    assert records[0]["tta_gflops"] == pytest.approx(0.06) and records[1]["tta_gflops"] == 0.012
-    assert records[2] == {
-        "experiment": "demo-2",
-        "smooth": True,
-        "no_flip": True,
-        "status": "failed",
-        "error": "error: out of memory",
-    }
-    text = markdown(spec, records)
-    assert "| N | N | 0.5000 | 0.5200 |" in text and "failed: error: out of memory" in text
-    assert "PublicTest chose" in text and "synthetic" in text
+def test_runs_are_rows_times_seeds_with_complete_normalised_params(tmp_path):
+    content = {**TWO, "seeds": [0, 1, 2], "factors": {"wd": {"train.weight_decay": "1e-4"}}}
+    spec = load_spec(_spec(tmp_path, content), tmp_path / "params.yaml")
+    current = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    runs = make_runs(spec, current)
+    assert [r.name for r in runs] == [f"demo-{i}-s{s}" for i in range(2) for s in range(3)]
+    assert [r.sets["train.seed"] for r in runs] == [0, 1, 2] * 2
+    wd = runs[3].resolved["train"]
+    assert wd["weight_decay"] == 0.0001 and wd["seed"] == 0 and wd["epochs"] == 2
+    # every param is part of a run's identity, not only those the row sets; runtime is not
+    assert runs[0].resolved["train"]["optimizer"] == current["train"]["optimizer"]
+    assert "runtime" not in runs[0].resolved
+    assert [r.seed for r in make_runs(spec, current, seeds=(7,))] == [7, 7]
 
 
-def test_pareto_front_keeps_what_nothing_beats_on_cost_and_accuracy():
-    points = [(1.0, 60.0), (0.5, 62.0), (2.0, 65.0), (3.0, 64.0), (0.5, 50.0)]
-    assert pareto(points) == [(0.5, 62.0), (2.0, 65.0)]
+# --- statistics -----------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_ablation_end_to_end_through_dvc_experiments(tmp_path, monkeypatch, capsys):
-    root = make_dvc_project(
-        tmp_path,
-        {
-            "prepare": {"synthetic": {"n_samples": 120}},
-            "train": {"epochs": 1, "batch_size": 32},
-            "improve": {"epochs": 1},
-            "runtime": {"threads": 1},
-        },
+def test_the_interval_holds_zero_for_identical_predictions():
+    rng = np.random.default_rng(1)
+    same = rng.integers(0, 2, size=(3, 1000))
+    diff = paired_bootstrap(same, same.copy())
+    assert diff.mean == 0 and diff.low <= 0 <= diff.high and diff.within_noise
+    # seeds that disagree widen the interval but do not move it from 0 on average
+    other = rng.integers(0, 2, size=(3, 1000))
+    noisy = paired_bootstrap(other, same)
+    assert noisy.high - noisy.low > 0.02
+
+
+def test_the_interval_excludes_zero_when_a_row_is_right_on_100_more_faces():
+    rng = np.random.default_rng(2)
+    shared = rng.random(3589) < 0.6  # seeds agree on most faces, as trained models do
+    flips = rng.random((3, 3589)) < 0.05
+    reference = (shared ^ flips).astype(int)
+    better = reference.copy()
+    wrong = np.flatnonzero(reference.max(axis=0) == 0)[:100]  # wrong for every seed
+    better[:, wrong] = 1  # now right: 100 more faces in every seed
+    diff = paired_bootstrap(better, reference)
+    assert (
+        diff.mean == pytest.approx((better.sum() - reference.sum()) / reference.size)
+        and not diff.within_noise
     )
-    monkeypatch.chdir(root)
-    # a bad spec queues nothing
-    (root / "bad.yaml").write_text(yaml.safe_dump({**TWO, "factors": {"x": {"train.lrr": 1}}}))
-    assert main(["bad.yaml"]) == 2
-    assert "train.lrr: unknown key" in capsys.readouterr().err
-    assert queue_states() == {}
+    assert diff.low > 0
+    unpaired_sd = np.sqrt(2 * 0.6 * 0.4 / 3589)  # what an unpaired test would see
+    assert diff.high - diff.low < 2 * 1.96 * unpaired_sd  # pairing: a tighter interval
 
-    spec = {**TWO, "base": {"train.epochs": 1}, "factors": {"smooth": TWO["factors"]["smooth"]}}
-    spec["factors"]["no_flip"] = {"train.augment.hflip": False}
-    (root / "two.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    assert main(["two.yaml"]) == 0
-    # the progress line shows up while experiments run, not only once they are all done
-    assert re.search(r"ablate: [0-2]/3 experiments done", capsys.readouterr().out)
-    table = json.loads((root / "ablation/demo/table.json").read_text())
-    assert [r["experiment"] for r in table] == ["demo-0", "demo-1", "demo-2"]
-    shown = json.loads(dvc(root, "exp", "show", "--json").stdout)
-    by_name = {}
 
-    def walk(node):
-        if isinstance(node, dict):
-            if str(node.get("name", "")).startswith("demo-") and isinstance(node.get("data"), dict):
-                by_name[node["name"]] = node["data"]
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
+def test_mean_and_sample_std():
+    assert mean_std([0.5]) == (0.5, 0.0)
+    mean, std = mean_std([0.60, 0.62, 0.64])
+    assert mean == pytest.approx(0.62) and std == pytest.approx(0.02)
 
-    walk(shown)
-    for record in table:
-        data = by_name[record["experiment"]]
-        summary = data["metrics"]["metrics/summary.json"]["data"]["baseline"]
-        assert record["private_accuracy"] == summary["private"]["accuracy"]
-        assert record["public_accuracy"] == summary["public"]["accuracy"]
-        assert record["gflops"] == summary["gflops"]
-        params = data["params"]["params.yaml"]["data"]["train"]
-        assert params["label_smoothing"] == (0.0 if record["smooth"] else 0.1)
-        assert params["augment"]["hflip"] is (not record["no_flip"])
-    assert (root / "ablation/demo/frontier.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| Y | Y |" in (root / "ablation/demo/table.md").read_text()
 
-    capsys.readouterr()
-    assert main(["two.yaml"]) == 0  # a rerun finds every row done and queues nothing
-    assert "3 already done, 0 queued" in capsys.readouterr().out
-    assert main(["two.yaml", "--collect-only"]) == 0
+def test_an_older_summary_gives_missing_figures_not_a_key_error():
+    figures = run_figures({"source": "real", "baseline": {"private": {"accuracy": 0.6}}})
+    assert figures["private_accuracy"] == 0.6 and figures["public_accuracy"] is None
+    assert figures["gflops"] is None and run_figures(None)["public_macro_f1"] is None
+
+
+# --- the queue ------------------------------------------------------------------------
+
+
+STATUS = """Task     Name       Created    Status
+a1b2c3d  demo-0-s0  01:59 PM   Running
+9f8e7d6  demo-0-s0  Dec 01     Success
+5555555  demo-1-s0  02:01 PM   Queued
+
+Worker status: 1 active, 0 idle
+"""
+
+
+def test_queue_status_keeps_every_task_of_a_name():
+    assert parse_status(STATUS) == [
+        Task("a1b2c3d", "demo-0-s0", "Running"),
+        Task("9f8e7d6", "demo-0-s0", "Success"),
+        Task("5555555", "demo-1-s0", "Queued"),
+    ]
 
 
 class _Queue:
@@ -207,66 +205,290 @@ class _Queue:
     def __call__(self):
         snapshot = self.snapshots[min(self.polls, len(self.snapshots) - 1)]
         self.polls += 1
-        return snapshot
+        return [Task(*entry) for entry in snapshot]
 
 
-def _rows_named(*names):
-    from ferx.ablate import Row
-
-    return [Row(experiment=n, on={}, params={}) for n in names]
-
-
-def test_waiting_outlasts_a_row_missing_while_a_worker_takes_it(monkeypatch, capsys):
-    import subprocess
-
-    import ferx.ablate as ablate
-
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))
-    # seen on FER2013: between two experiments the next one was briefly in no list
-    queue = _Queue(
+def test_an_old_success_of_a_requeued_name_does_not_end_the_wait(capsys):
+    old = ("old", "r-0", "Success")
+    queue_ = _Queue(
         [
-            {"r-0": "Running", "r-1": "Queued"},
-            {"r-0": "Success"},
-            {"r-0": "Success"},
-            {"r-0": "Success", "r-1": "Running"},
-            {"r-0": "Success", "r-1": "Success"},
+            [("new", "r-0", "Queued"), old],
+            [("new", "r-0", "Running"), old],
+            [("new", "r-0", "Running"), old],
+            [("new", "r-0", "Success"), old],
         ]
     )
-    monkeypatch.setattr(ablate, "queue_states", queue)
-    states = ablate.wait_for(_rows_named("r-0", "r-1"), jobs=1, poll=0, lost_after=60)
-    assert states == {"r-0": "Success", "r-1": "Success"} and queue.polls == 5
+    states = wait_for(["r-0"], before={"old"}, poll=0, lost_after=60, tasks=queue_)
+    assert states == {"r-0": "Success"} and queue_.polls == 4
+    # a new failure beside an old success is a failure
+    queue_ = _Queue([[("new", "r-0", "Running"), old], [("new", "r-0", "Failed"), old]])
+    assert wait_for(["r-0"], before={"old"}, poll=0, tasks=queue_) == {"r-0": "Failed"}
+
+
+def test_waiting_outlasts_a_row_missing_while_a_worker_takes_it(capsys):
+    # seen on FER2013: between two experiments the next one was briefly in no list
+    queue_ = _Queue(
+        [
+            [("t0", "r-0", "Running"), ("t1", "r-1", "Queued")],
+            [("t0", "r-0", "Success")],
+            [("t0", "r-0", "Success")],
+            [("t0", "r-0", "Success"), ("t1", "r-1", "Running")],
+            [("t0", "r-0", "Success"), ("t1", "r-1", "Success")],
+        ]
+    )
+    states = wait_for(["r-0", "r-1"], before=set(), poll=0, lost_after=60, tasks=queue_)
+    assert states == {"r-0": "Success", "r-1": "Success"} and queue_.polls == 5
     assert "2/2 experiments done" in capsys.readouterr().out
 
 
-def test_a_row_that_never_comes_back_is_reported_lost(monkeypatch):
-    import subprocess
-
-    import ferx.ablate as ablate
-
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))
-    monkeypatch.setattr(ablate, "queue_states", _Queue([{"r-0": "Success"}]))
-    states = ablate.wait_for(_rows_named("r-0", "r-1"), jobs=1, poll=0.01, lost_after=0.05)
+def test_a_row_that_never_comes_back_is_reported_lost():
+    queue_ = _Queue([[("t0", "r-0", "Success")]])
+    states = wait_for(["r-0", "r-1"], set(), poll=0.01, lost_after=0.05, tasks=queue_)
     assert states == {"r-0": "Success", "r-1": "Lost"}
 
 
-def test_the_frontier_has_each_row_with_and_without_tta_and_stacks_close_labels():
-    from ferx.ablate import _label_offsets, frontier_points
+def test_jobs_share_the_cores_out_as_threads(tmp_path, monkeypatch):
+    assert threads_per_job(1, 2) is None  # one job: params.yaml decides
+    assert threads_per_job(2, 2) == 1 and threads_per_job(2, 16) == 8
+    assert threads_per_job(4, 2) == 1
+    spec = load_spec(_spec(tmp_path, TWO), tmp_path / "params.yaml")
+    runs = make_runs(spec, yaml.safe_load((tmp_path / "params.yaml").read_text()))
+    calls = []
+    monkeypatch.setattr(queue, "experiments", list)
+    monkeypatch.setattr(queue, "queue_tasks", list)
+    monkeypatch.setattr(queue, "head", lambda: "abc")
+    monkeypatch.setattr(queue, "dvc", lambda *args, check=True: calls.append(args))
+    assert queue.queue_runs(runs, threads=1) == ["demo-0-s0", "demo-1-s0", "demo-2-s0"]
+    assert all("runtime.threads=1" in call for call in calls) and len(calls) == 3
+    calls.clear()
+    queue.queue_runs(runs[:1], threads=None)
+    assert not any(str(arg).startswith("runtime.") for arg in calls[0])
+
+
+def test_ctrl_c_says_what_still_runs_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _spec(tmp_path, TWO)
+    monkeypatch.setattr(cli, "match", lambda runs, found: {})
+    monkeypatch.setattr(queue, "experiments", list)
+    monkeypatch.setattr(queue, "queue_runs", lambda runs, threads: [r.name for r in runs])
+    monkeypatch.setattr(queue, "start_workers", lambda jobs: None)
+    tasks = [Task("t1", "demo-1-s0", "Running"), Task("t2", "demo-2-s0", "Queued")]
+    monkeypatch.setattr(queue, "queue_tasks", lambda: tasks)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(queue, "wait_for", interrupt)
+    assert main(["spec.yaml"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "demo-1-s0, demo-2-s0" in err and "dvc queue stop --kill" in err
+
+
+# --- the figure -----------------------------------------------------------------------
+
+
+def test_the_frontiers_label_rows_by_what_they_switch_on_with_error_bars():
+    def figure(mean, std=0.01):
+        return {"mean": mean, "std": std}
 
     records = [
-        {"experiment": "r-0", "status": "done", "gflops": 0.006, "private_accuracy": 0.5946,
-         "tta_gflops": 0.06, "private_tta_accuracy": 0.613},
-        {"experiment": "r-1", "status": "done", "gflops": 0.006, "private_accuracy": 0.5949},
-        {"experiment": "r-2", "status": "failed", "error": "boom"},
+        {"row": 0, "label": "reference", "seeds": [0, 1], "runs": [],
+         "gflops": figure(0.006, 0), "public_accuracy": figure(0.58),
+         "private_accuracy": figure(0.59), "tta": "flip", "tta_gflops": 0.012,
+         "public_tta_accuracy": figure(0.59), "private_tta_accuracy": figure(0.61)},
+        {"row": 1, "label": "+ema", "seeds": [0], "runs": [], "gflops": figure(0.006, 0),
+         "public_accuracy": figure(0.5805, 0), "private_accuracy": figure(0.5949, 0)},
+        {"row": 2, "label": "+sgd", "seeds": [], "runs": [], "status": "incomplete"},
     ]  # fmt: skip
-    points = frontier_points(records)
-    assert [(label, x, tta) for label, x, _, tta in points] == [
-        ("r-0", 0.006, False),
-        ("r-0 + TTA", 0.06, True),
-        ("r-1", 0.006, False),
-    ]
-    assert points[1][2] == pytest.approx(61.3)
-    offsets = _label_offsets(points, gap=0.5)
-    assert offsets[0] != offsets[2]  # 59.46 % and 59.49 % at one cost: two lines, not one blot
-    assert offsets[1] == 0
-    front = pareto([(x, y) for _, x, y, _ in points])
-    assert front == [(0.006, pytest.approx(59.49)), (0.06, pytest.approx(61.3))]
+    public = frontier_points(records, "public")
+    assert [p.label for p in public] == ["0 reference", "1 +ema"]
+    assert public[0].error == pytest.approx(1.0) and public[1].error is None  # one seed
+    assert public[0].tta_gflops == 0.012 and public[0].tta_accuracy == pytest.approx(59.0)
+    private = frontier_points(records, "private")
+    assert private[1].accuracy == pytest.approx(59.49)
+    offsets = label_offsets([(p.gflops, p.accuracy) for p in public], gap=0.5)
+    assert offsets[0] != offsets[1]  # 58.00 % and 58.05 % at one cost: two lines, not one blot
+
+
+def test_pareto_front_keeps_what_nothing_beats_on_cost_and_accuracy():
+    points = [(1.0, 60.0), (0.5, 62.0), (2.0, 65.0), (3.0, 64.0), (0.5, 50.0)]
+    assert pareto(points) == [(0.5, 62.0), (2.0, 65.0)]
+
+
+# --- through DVC: a toy stage with ferx's params, so that many experiments stay fast -------
+
+TOY_STAGE = """
+import json, os, yaml
+p = yaml.safe_load(open("params.yaml"))
+t = p["train"]
+n = 200
+acc = 0.5 + 0.02 * t["seed"] + (0.1 if not t["augment"]["hflip"] else 0)
+acc += 100 * float(t["weight_decay"]) + 0.01 * float(t["augment"]["rotate_deg"])
+right = round(acc * n)
+os.makedirs("metrics/eval", exist_ok=True)
+split = {"accuracy": round(right / n, 4), "macro_f1": round(right / n - 0.1, 4)}
+model = {"public": split, "private": {"accuracy": round(right / n + 0.01, 4),
+         "macro_f1": 0.4}, "gflops": 0.006, "efficiency": 100.0, "train_minutes": 0.1}
+json.dump({"source": "synthetic", "baseline": model}, open("metrics/summary.json", "w"))
+json.dump({"correct": "1" * right + "0" * (n - right)},
+          open("metrics/eval/baseline_public_test.json", "w"))
+"""
+TOY_PIPELINE = {
+    "stages": {
+        "toy": {
+            "cmd": "python toy.py",
+            "deps": ["toy.py", "${prepare.raw}"],
+            "params": ["train"],
+            "outs": [{"metrics/eval/baseline_public_test.json": {"cache": False}}],
+            "metrics": [{"metrics/summary.json": {"cache": False}}],
+        }
+    }
+}
+TOY_SPEC = {
+    "name": "toy",
+    "seeds": [0, 1],
+    "factors": {"wd": {"train.weight_decay": "1e-3"}, "no_flip": {"train.augment.hflip": False}},
+}
+
+
+@pytest.fixture()
+def toy(tmp_path, monkeypatch):
+    root = tmp_path / "toy"
+    (root / "data/raw").mkdir(parents=True)
+    (root / "data/raw/README").write_text("the FER2013 file goes here\n")
+    shutil.copy(PROJECT_ROOT / "params.yaml", root / "params.yaml")
+    (root / "toy.py").write_text(TOY_STAGE)
+    (root / "dvc.yaml").write_text(yaml.safe_dump(TOY_PIPELINE, sort_keys=False))
+    (root / "spec.yaml").write_text(yaml.safe_dump(TOY_SPEC, sort_keys=False))
+    git(root, "init", "-q")
+    git(root, "config", "user.email", "ci@example.com")
+    git(root, "config", "user.name", "ci")
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True)
+    dvc(root, "config", "core.analytics", "false")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "toy pipeline")
+    monkeypatch.chdir(root)
+    return root
+
+
+def _shown(root) -> dict[str, dict]:
+    """experiment name -> its summary.json, from `dvc exp show --json -A` (every commit)."""
+    found = {}
+    for commit in json.loads(dvc(root, "exp", "show", "--json", "-A").stdout):
+        for group in commit.get("experiments") or []:
+            for entry in group["revs"]:
+                found[entry["name"]] = entry["data"]["metrics"]["metrics/summary.json"]["data"]
+    return found
+
+
+def _commit_all(root, message):
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", message)
+
+
+@pytest.mark.slow
+def test_results_survive_commits_and_only_a_change_of_what_stages_read_reruns(toy, capsys):
+    assert main(["spec.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "6 runs (3 rows x 2 seeds), 0 already done, 6 queued" in out
+    table = json.loads((toy / "ablation/toy/table.json").read_text())
+    shown = _shown(toy)
+    assert len(shown) == 6
+    for record in table:
+        names = [run["experiment"] for run in record["runs"]]
+        assert len(names) == 2 and record["seeds"] == [0, 1]
+        for key, split in (("public_accuracy", "public"), ("private_accuracy", "private")):
+            values = [shown[n]["baseline"][split]["accuracy"] for n in names]
+            mean, std = np.mean(values), np.std(values, ddof=1)
+            assert record[key]["mean"] == pytest.approx(mean)
+            assert record[key]["std"] == pytest.approx(std)
+    # toy accuracies: 0.5 + 0.02 seed, +0.1 (wd 1e-3), +0.1 (no flip): 20 / 40 faces of 200
+    assert table[1]["public_delta"]["mean"] == pytest.approx(0.1)
+    assert not table[1]["public_delta"]["within_noise"]
+    first = (toy / "ablation/toy/table.md").read_text()
+    assert "outside noise" in first and "| 0 reference | N | N | 2 |" in first
+
+    # commit the table (and a README): nothing is lost, nothing reruns
+    (toy / "README.md").write_text("results\n")
+    _commit_all(toy, "the ablation table")
+    assert main(["spec.yaml", "--collect-only"]) == 0
+    assert (toy / "ablation/toy/table.md").read_text() == first
+    capsys.readouterr()
+    assert main(["spec.yaml"]) == 0  # `1e-3` is matched as 0.001 too: nothing queued
+    assert "6 already done, 0 queued" in capsys.readouterr().out
+
+    # a param no row sets: every run is stale, and the previous table stays until all rerun
+    params = yaml.safe_load((toy / "params.yaml").read_text())
+    params["train"]["augment"]["rotate_deg"] = 5.0
+    (toy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _commit_all(toy, "rotate 5")
+    capsys.readouterr()
+    assert main(["spec.yaml", "--collect-only"]) == 1
+    captured = capsys.readouterr()
+    assert "6 of 6 runs have no results" in captured.err
+    assert (toy / "ablation/toy/table.md").read_text() == first  # kept, not marked failed
+
+    # the same params again on a new commit: the old experiments stand for the runs again
+    params["train"]["augment"]["rotate_deg"] = 10.0
+    (toy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _commit_all(toy, "rotate back")
+    assert main(["spec.yaml", "--collect-only"]) == 0
+
+    # a stage's code changes: stale again
+    (toy / "toy.py").write_text(TOY_STAGE + "# changed\n")
+    assert main(["spec.yaml", "--collect-only"]) == 1
+    (toy / "toy.py").write_text(TOY_STAGE)
+    # and the data (a `dvc add`-style pointer beside the data folder's files)
+    (toy / "data/raw/fer2013.csv.dvc").write_text("outs:\n- md5: 0123\n  path: fer2013.csv\n")
+    assert main(["spec.yaml", "--collect-only"]) == 1
+
+
+@pytest.mark.slow
+def test_ablation_end_to_end_through_the_real_pipeline(tmp_path, monkeypatch, capsys):
+    root = make_dvc_project(
+        tmp_path,
+        {
+            "prepare": {"synthetic": {"n_samples": 120}},
+            "train": {"epochs": 1, "batch_size": 32},
+            "improve": {"epochs": 1},
+            "evaluate": {"tta": "flip"},
+            "runtime": {"threads": 1},
+        },
+    )
+    monkeypatch.chdir(root)
+    # a bad spec queues nothing
+    (root / "bad.yaml").write_text(yaml.safe_dump({**TWO, "factors": {"x": {"train.lrr": 1}}}))
+    assert main(["bad.yaml"]) == 2
+    assert "train.lrr: unknown key" in capsys.readouterr().err
+    assert queue.queue_tasks() == []
+
+    spec = {"name": "demo", "base": {"train.epochs": 1}, "factors": {"no_flip": {}}}
+    spec["factors"]["no_flip"] = {"train.augment.hflip": False}
+    (root / "two.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["two.yaml"]) == 0
+    # the progress line shows up while experiments run, not only once they are all done
+    assert re.search(r"ablate: [0-1]/2 experiments done", capsys.readouterr().out)
+    table = json.loads((root / "ablation/demo/table.json").read_text())
+    shown = _shown(root)
+    for record in table:
+        (run,) = record["runs"]
+        summary = shown[run["experiment"]]["baseline"]
+        assert record["private_accuracy"]["mean"] == summary["private"]["accuracy"]
+        assert record["public_tta_accuracy"]["mean"] == summary["public"]["tta_accuracy"]
+        assert record["gflops"]["mean"] == summary["gflops"]
+    # the evaluate stage recorded which faces were right: the interval is there
+    delta = table[1]["public_delta"]
+    assert delta["low"] <= delta["mean"] <= delta["high"]
+    public = json.loads(git(root, "show", f"{_rev(root, 'demo-0-s0')}:{cli.PUBLIC_EVAL}"))
+    assert set(public["correct"]) <= {"0", "1"}
+    assert (
+        round(public["correct"].count("1") / len(public["correct"]), 4)
+        == (shown["demo-0-s0"]["baseline"]["public"]["accuracy"])
+    )
+    assert (root / "ablation/demo/frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _rev(root, name: str) -> str:
+    refs = git(root, "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps/")
+    return next(line.split()[0] for line in refs.splitlines() if line.endswith(f"/{name}"))

@@ -1,7 +1,7 @@
 import pytest
 
-from ferx.compare import compare, markdown_table, recall_records, summary
-from ferx.labels import CLASS_NAMES
+from ferx.compare import compare, markdown_table, recall_records, selection_note, summary
+from ferx.labels import CLASS_NAMES, SELECTION_METRICS
 
 
 def _report(accuracy: float, disgust_recall: float) -> dict:
@@ -31,8 +31,12 @@ def test_both_splits_are_compared_with_their_own_numbers():
     assert result["private"]["improved"]["recall"]["disgust"] == 0.55
 
 
+# metrics/improve.json as the improve stage writes it: a fine-tuning run that kept its epoch 3
+IMPROVE_RUN = {"select_metric": "public macro_f1", "best_epoch": 3, "kept_start": False}
+
+
 def test_table_puts_public_test_beside_private_test():
-    lines = markdown_table(compare(REPORTS)).splitlines()
+    lines = markdown_table(compare(REPORTS), IMPROVE_RUN).splitlines()
     assert "PublicTest baseline" in lines[0] and "PrivateTest change" in lines[0]
     assert lines[0].index("PublicTest") < lines[0].index("PrivateTest")
     accuracy = next(line for line in lines if line.startswith("| accuracy |"))
@@ -45,7 +49,37 @@ def test_table_puts_public_test_beside_private_test():
         "0.6200",
         "-2.0 pt",
     ]
-    assert any("PrivateTest chose nothing" in line for line in lines)
+    assert lines[-1] == selection_note(IMPROVE_RUN)
+
+
+# the metric names as the note spells them, written out here rather than taken from the code
+METRIC_WORDS = {
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "balanced_accuracy": "balanced accuracy",
+}
+
+
+@pytest.mark.parametrize("metric", SELECTION_METRICS)
+@pytest.mark.parametrize("best_epoch", [2, 5])
+def test_the_note_says_which_epoch_and_metric_chose_the_improved_model(metric, best_epoch):
+    run = {"select_metric": f"public {metric}", "best_epoch": best_epoch, "kept_start": False}
+    assert selection_note(run) == (
+        f"The improved model is improve's epoch {best_epoch}, chosen on PublicTest "
+        f"{METRIC_WORDS[metric]} (the starting baseline counted as epoch 0); "
+        "PrivateTest chose nothing."
+    )
+    kept = {"select_metric": f"public {metric}", "best_epoch": 0, "kept_start": True}
+    assert selection_note(kept) == (
+        "The improved model is the starting baseline (epoch 0): no improve epoch beat it on "
+        f"PublicTest {METRIC_WORDS[metric]}; PrivateTest chose nothing."
+    )
+    # init: scratch has no starting weights to count (the metrics carry no kept_start)
+    scratch = {"select_metric": f"public {metric}", "best_epoch": best_epoch}
+    assert selection_note(scratch) == (
+        f"The improved model is improve's epoch {best_epoch}, chosen on PublicTest "
+        f"{METRIC_WORDS[metric]}; PrivateTest chose nothing."
+    )
 
 
 def test_recall_records_name_class_model_and_split():

@@ -67,7 +67,7 @@ def _gradcam_by_hand(model, layer, x: torch.Tensor, target: torch.Tensor) -> tor
 # Each network's Grad-CAM layer, named here rather than taken from the code, and the shape of
 # its maps: a feature block before the classifier, never the 7 class maps of the logits.
 CAM_LAYERS = {
-    "mini_xception": (lambda m: m.modules_[-2], (64, 6, 6)),
+    "mini_xception": (lambda m: m.residual_modules[-2], (64, 6, 6)),
     "baseline_cnn": (lambda m: m.features[-2], (256, 12, 12)),
     "resnet18": (lambda m: m.body.layer4, (512, 6, 6)),
 }

@@ -1,10 +1,13 @@
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
+import yaml
 
 from ferx.checkpoint import load_model
-from tests.conftest import run_stage
+from tests.conftest import PROJECT_ROOT, run_stage
 
 TINY = {
     "prepare": {"synthetic": {"n_samples": 150}},
@@ -20,6 +23,11 @@ def trained(tmp_path_factory):
         result = run_stage(stage, root, TINY if stage == "prepare" else None)
         assert result.returncode == 0, result.stderr
     return root
+
+
+# what `top` re-trains besides the head in the default mini-Xception: its last two residual
+# modules (of four), by parameter name
+TOP = ("residual_modules.2.", "residual_modules.3.", "head.")
 
 
 def _conv_weights(model) -> dict[str, torch.Tensor]:
@@ -52,32 +60,84 @@ def test_improve_fine_tunes_from_the_baseline_checkpoint(trained):
     assert (trained / "plots/improve/loss.png").exists()
 
 
+# The improve stage as DVC runs it, except that the PublicTest selection scores are scripted:
+# one per evaluation (the starting baseline's "epoch 0" first, then each epoch), in place of
+# the measured ones. Which epoch is kept is then known in advance, whatever tiny data make of
+# the training; the weights are trained and saved for real.
+SCRIPTED_SELECTION = """
+import runpy
+import sys
+
+import ferx.train
+
+evaluate, scores = ferx.train._evaluate, iter({scores!r})
+
+
+def scripted(*args):
+    row = evaluate(*args)
+    row[{key!r}] = next(scores)
+    return row
+
+
+ferx.train._evaluate = scripted
+sys.argv = [{stage!r}]
+runpy.run_path({stage!r}, run_name="__main__")
+"""
+
+
+def run_improve_scored(root, params: dict, scores: list[float]) -> subprocess.CompletedProcess:
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    code = SCRIPTED_SELECTION.format(
+        scores=scores,
+        key=f"public/{params['improve']['select_metric']}",
+        stage=str(PROJECT_ROOT / "stages" / "improve.py"),
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600
+    )
+
+
 @pytest.mark.parametrize(
     ("retrain", "retrained"),
     [
         # the default mini-Xception's top: its last two residual modules, and the head
-        ("top", lambda name: name.startswith(("modules_.2.", "modules_.3.", "head."))),
+        ("top", lambda name: name.startswith(TOP)),
         ("head", lambda name: name.startswith("head.")),
         ("bias", lambda name: name == "head.bias"),
     ],
 )
-def test_improve_retraining_part_leaves_every_other_tensor_as_the_baseline(
+def test_improve_retraining_part_changes_that_part_and_leaves_every_other_tensor(
     trained, retrain, retrained
 ):
-    params = {**TINY, "improve": {"epochs": 2, "lr": 0.05, "retrain": retrain}}
-    result = run_stage("improve", trained, params)
+    improve = {"epochs": 2, "lr": 0.05, "retrain": retrain, "select_metric": "macro_f1"}
+    # epoch 1 beats the baseline and epoch 2 does not: epoch 1 is kept
+    result = run_improve_scored(trained, {**TINY, "improve": improve}, [0.0, 1.0, 0.5])
     assert result.returncode == 0, result.stderr
     baseline = load_model(trained / "models/baseline.pt")[0].state_dict()
     improved = load_model(trained / "models/improved.pt")[0].state_dict()
     metrics = json.loads((trained / "metrics/improve.json").read_text())
-    assert metrics["retrain"] == retrain
-    assert metrics["kept_start"] == (metrics["best_epoch"] == 0)
+    assert metrics["retrain"] == retrain and metrics["epochs_run"] == 2
+    assert metrics["best_epoch"] == 1 and metrics["kept_start"] is False
+    assert metrics["public"]["macro_f1"] == 1.0  # the kept row is epoch 1's
     assert baseline.keys() == improved.keys()
     for name, tensor in baseline.items():
-        if retrained(name):  # changed, unless no epoch beat the baseline
-            assert torch.equal(improved[name], tensor) == metrics["kept_start"], name
-        else:  # weights and BatchNorm running statistics alike
-            assert torch.equal(improved[name], tensor), name
+        # what learns has moved; the rest, weights and BatchNorm running statistics alike,
+        # is still the baseline's to the bit
+        assert torch.equal(improved[name], tensor) != retrained(name), name
+
+
+def test_improve_that_no_epoch_beats_saves_the_baseline_unchanged(trained):
+    improve = {"epochs": 2, "lr": 0.05, "retrain": "top", "select_metric": "accuracy"}
+    result = run_improve_scored(trained, {**TINY, "improve": improve}, [0.5, 0.5, 0.4])
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((trained / "metrics/improve.json").read_text())
+    assert metrics["best_epoch"] == 0 and metrics["kept_start"] is True
+    assert metrics["public"]["accuracy"] == 0.5
+    baseline = load_model(trained / "models/baseline.pt")[0].state_dict()
+    improved = load_model(trained / "models/improved.pt")[0].state_dict()
+    assert baseline.keys() == improved.keys()
+    for name, tensor in baseline.items():  # the epochs trained, but none was kept
+        assert torch.equal(improved[name], tensor), name
 
 
 def test_improve_from_scratch_does_not_start_from_the_baseline(trained):

@@ -1,6 +1,7 @@
 import pytest
 import yaml
 
+from ferx.labels import SELECTION_METRICS
 from ferx.params import Params, ParamsError, load_params, validate_params
 from tests.conftest import PROJECT_ROOT
 
@@ -85,3 +86,18 @@ def test_missing_and_broken_files(tmp_path):
     path.write_text("prepare: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(path)
+
+
+@pytest.mark.parametrize("section", ["train", "improve"])
+def test_both_selections_accept_exactly_the_selection_metrics(section):
+    import torch  # here only: the rest of this file needs no torch
+
+    from ferx.metrics import summary_metrics
+
+    # one list, ferx.labels.SELECTION_METRICS, and each of them a metric every evaluation has
+    for metric in SELECTION_METRICS:
+        chosen = getattr(validate_params({section: {"select_metric": metric}}), section)
+        assert chosen.select_metric == metric
+    with pytest.raises(ParamsError, match=f"{section}.select_metric"):
+        validate_params({section: {"select_metric": "f1"}})
+    assert set(SELECTION_METRICS) <= set(summary_metrics(torch.zeros(2, 7), torch.tensor([0, 1])))

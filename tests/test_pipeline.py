@@ -14,6 +14,7 @@ import yaml
 from PIL import Image
 
 from ferx.checkpoint import load_state
+from ferx.compare import selection_note
 from ferx.synthetic import make_synthetic_fer, to_csv_text
 from tests.browser import CHROMIUM, drawn_divs, offline_dom
 from tests.conftest import dvc, git, make_dvc_project, stages_run
@@ -148,6 +149,7 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
         )  # compare reads the evaluations of the very model improve kept
     table = (root / "plots/compare/table.md").read_text()
     assert "PublicTest improved" in table and "PrivateTest improved" in table
+    assert selection_note(improve) in table  # the note reads what improve chose by
     for model in ("baseline", "improved"):  # the deployable model is the model
         export = json.loads((root / f"metrics/export/{model}.json").read_text())
         assert export["max_abs_logit_diff"] < 1e-4 and export["n_images"] > 0

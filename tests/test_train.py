@@ -8,6 +8,7 @@ import textwrap
 import pytest
 import torch
 
+import ferx.train
 from ferx.checkpoint import CheckpointError, load_model, load_state, save_model, save_state
 from ferx.inference import predict_logits
 from ferx.labels import ARCHITECTURES
@@ -31,6 +32,36 @@ def run(tmp_path, params: TrainParams, name: str = "state", **spec):
     return model, result
 
 
+def _rows(history: list[dict[str, float]], drop: tuple[str, ...] = ()) -> list[dict[str, float]]:
+    """The history without its timings, nor the metrics whose names start with `drop`."""
+    return [
+        {k: v for k, v in row.items() if k != "seconds" and not k.startswith(drop)}
+        for row in history
+    ]
+
+
+def _tensors(value, path: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor in a nested state (dicts, lists), by its path in it."""
+    if isinstance(value, torch.Tensor):
+        return {path: value}
+    if not isinstance(value, dict | list | tuple):
+        return {}
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    return {k: v for key, item in items for k, v in _tensors(item, f"{path}/{key}").items()}
+
+
+def _script(monkeypatch, function: str, scripts: dict[str, list[float]]) -> None:
+    """Make ferx.train.<function>, which returns a row of metrics, return the real row but for
+    the keys in `scripts`, which take their next scripted value at each call."""
+    real = getattr(ferx.train, function)
+    values = {key: iter(series) for key, series in scripts.items()}
+
+    def scripted(*args, **kwargs):
+        return real(*args, **kwargs) | {key: next(series) for key, series in values.items()}
+
+    monkeypatch.setattr(ferx.train, function, scripted)
+
+
 def test_loss_decreases_on_a_tiny_synthetic_set(tmp_path):
     _, result = run(tmp_path, quick(epochs=4))
     losses = [row["train/loss"] for row in result.history]
@@ -51,7 +82,7 @@ def test_same_params_and_seed_give_identical_metrics_and_weights(tmp_path):
 @pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, ema):
     params = quick(epochs=4, ema=ema)
-    _, full = run(tmp_path, params, "full")
+    model_full, full = run(tmp_path, params, "full")
 
     def interrupt(history):
         if len(history) == 2:
@@ -61,12 +92,25 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, ema):
         run(tmp_path, params, "killed", on_epoch_end=interrupt)
     saved = load_state(tmp_path / "killed.pt")
     assert saved["epoch"] == 2 and not saved["finished"]
-    _, resumed = run(tmp_path, params, "killed")
+    model_resumed, resumed = run(tmp_path, params, "killed")
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
     assert resumed.best_epoch == full.best_epoch
     for key, value in full.best_state_dict.items():
         assert torch.equal(value, resumed.best_state_dict[key]), key
-    assert [r["public/loss"] for r in resumed.history] == [r["public/loss"] for r in full.history]
+    # bit for bit the uninterrupted run: every metric of every epoch (learning rate and
+    # training loss included), the last epoch's weights, and the optimiser's, scheduler's and
+    # weight average's final state as the two finished checkpoints hold them
+    assert _rows(resumed.history) == _rows(full.history)
+    for key, value in model_full.state_dict().items():
+        assert torch.equal(value, model_resumed.state_dict()[key]), key
+    ends = [load_state(tmp_path / f"{name}.pt") for name in ("full", "killed")]
+    assert ends[0]["scheduler"]["last_epoch"] == ends[1]["scheduler"]["last_epoch"] > 0
+    parts = ["model", "optimizer", "best_state", *(["ema"] if ema else [])]
+    for part in parts:
+        theirs, ours = _tensors(ends[0][part]), _tensors(ends[1][part])
+        assert theirs and theirs.keys() == ours.keys(), part
+        for key, value in theirs.items():
+            assert torch.equal(value, ours[key]), f"{part}{key}"
 
 
 def _interrupted(tmp_path, params: TrainParams, name: str, after: int = 1, **spec) -> None:
@@ -98,6 +142,11 @@ def test_runtime_settings_do_not_stop_a_resume(tmp_path, capsys):
     result = fit(MiniXception(), SPLITS, quick(), RunSpec("test", tmp_path / "s.pt"), other)
     assert "resuming after epoch 1" in capsys.readouterr().out
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    # and the schedule went on from where the interrupted run stopped (the weights are not
+    # compared: another memory layout moves the last bits of sums, and two epochs of SGD
+    # amplify them; test_resume_after_interruption_matches_an_uninterrupted_run pins those)
+    _, expected = run(tmp_path, quick(), "reference")
+    assert [r["lr"] for r in result.history] == pytest.approx([r["lr"] for r in expected.history])
 
 
 def test_a_finished_checkpoint_starts_a_fresh_run(tmp_path, capsys):
@@ -179,47 +228,78 @@ def _with_private_labels(splits: dict[str, Split], labels: torch.Tensor) -> dict
     return {**splits, "private_test": Split(private.x, labels)}
 
 
-@pytest.mark.parametrize("kind", ["train", "improve"])
-def test_private_test_labels_choose_nothing(tmp_path, kind):
-    params = quick(epochs=6, batch_size=16, augment=STILL)
+# Every way a run scores epochs and acts on the scores, each of which must read PublicTest
+# only: the train loop plain, with the weight average scored, with the plateau schedule
+# (which steps on a score) and with early stopping (which stops on one); and improve's loop
+# (from trained weights, class-weighted, on macro-F1) for each retrain with its own path.
+PRIVATE_TEST_CASES = {
+    "train": {},
+    "train-ema": {"ema": 0.9},
+    # four epochs: a score that is not a gain has more chances to act
+    "train-plateau": {"schedule": "plateau", "plateau_patience": 0, "epochs": 4},
+    "train-early-stopping": {"patience": 1, "epochs": 4},
+    "improve-all": {"retrain": "all"},
+    "improve-top": {"retrain": "top"},
+    "improve-head": {"retrain": "head", "lr": 0.02},
+}
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> dict[str, torch.Tensor]:
+    """The weights the improve cases fine-tune: two epochs on LEARNING."""
+    torch.manual_seed(1)
+    start = MiniXception()
+    path = tmp_path_factory.mktemp("pretrained") / "pre.pt"
+    fit(start, LEARNING, quick(epochs=2, batch_size=16, augment=STILL), RunSpec("pre", path))
+    return {k: v.clone() for k, v in start.state_dict().items()}
+
+
+@pytest.mark.parametrize("case", list(PRIVATE_TEST_CASES))
+def test_private_test_labels_choose_nothing(tmp_path, request, case):
+    recipe = dict(PRIVATE_TEST_CASES[case])
+    retrain = recipe.pop("retrain", None)
+    params = quick(**{"epochs": 3, "batch_size": 16, "augment": STILL, **recipe})
     spec: dict = {"select_metric": "accuracy"}
-    if kind == "improve":  # as the improve stage runs: from trained weights, head only, weighted
-        torch.manual_seed(1)
-        start = MiniXception()
-        fit(
-            start,
-            LEARNING,
-            quick(epochs=2, batch_size=16, augment=STILL),
-            RunSpec("pre", tmp_path / "pre.pt"),
-        )
+    if retrain is not None:  # as the improve stage runs
         spec = {
-            "init_state_dict": {k: v.clone() for k, v in start.state_dict().items()},
-            "trainable": "head",
+            "init_state_dict": request.getfixturevalue("pretrained"),
+            "trainable": retrain,
             "select_metric": "macro_f1",
             "class_weights": torch.tensor([1.0, 3.0, 1.0, 0.5, 1.0, 1.0, 1.0]),
         }
-        params = quick(epochs=6, batch_size=16, augment=STILL, lr=0.02)
     private = LEARNING["private_test"]
+    probe = MiniXception()  # holds what an epoch scored, to predict PrivateTest with it
     predictions: list[torch.Tensor] = []  # PrivateTest predictions after each epoch
 
-    def fit_with(splits, name, record=False):
+    def record(_history) -> None:
+        # what the epoch scored, from the checkpoint just written: the weights, or their
+        # average when EMA is on
+        saved = load_state(tmp_path / "honest.pt")
+        scored = saved["model"]
+        if "ema" in saved:
+            scored = {
+                k.removeprefix("module."): v for k, v in saved["ema"].items() if k != "n_averaged"
+            }
+        probe.load_state_dict(scored)
+        batch = RuntimeParams().eval_batch_size  # as the evaluation batches it
+        predictions.append(predict_logits(probe, private.x, batch).argmax(1))
+
+    def fit_with(splits, name, hook=None):
         torch.manual_seed(params.seed)
-        model = MiniXception()
-        hook = (
-            (lambda _: predictions.append(predict_logits(model, private.x).argmax(1)))
-            if (record)
-            else None
-        )
-        run_spec = RunSpec(kind, tmp_path / f"{name}.pt", on_epoch_end=hook, **spec)
-        return fit(model, splits, params, run_spec)
+        run_spec = RunSpec(case, tmp_path / f"{name}.pt", on_epoch_end=hook, **spec)
+        return fit(MiniXception(), splits, params, run_spec)
 
     metric = spec["select_metric"]
-    honest = fit_with(LEARNING, "honest", record=True)
-    public_pick = _first_best(honest.history, f"public/{metric}")
+    honest = fit_with(LEARNING, "honest", record)
+    # fine-tuning: the starting weights are epoch 0 and stay kept unless an epoch beats them
+    scored = [{"epoch": 0, **honest.start}] if honest.start else []
+    public_pick = _first_best(scored + honest.history, f"public/{metric}")
     # Two dishonest PrivateTests: shuffled labels, and labels that are the honest run's own
     # predictions at an epoch PublicTest did not pick, which makes that epoch PrivateTest's
     # best for certain (a shuffle alone can leave PrivateTest's best epoch where it was). A
-    # selection that looked at PrivateTest would keep that epoch and fail this test.
+    # selection that looked at PrivateTest would keep that epoch and fail this test; a schedule
+    # or a stop that looked at it would change the training, which must stay the honest run's
+    # to the bit, epoch by epoch.
     decoy = 1 if public_pick != 1 else 2
     order = torch.randperm(len(private), generator=torch.Generator().manual_seed(0))
     shuffled = fit_with(_with_private_labels(LEARNING, private.y[order]), "shuffled")
@@ -227,6 +307,7 @@ def test_private_test_labels_choose_nothing(tmp_path, kind):
     assert _first_best(planted.history, f"private/{metric}") == decoy != public_pick
     for other in (shuffled, planted):
         assert other.best_epoch == honest.best_epoch == public_pick
+        assert _rows(other.history, ("private/",)) == _rows(honest.history, ("private/",))
         for key, value in honest.best_state_dict.items():
             assert torch.equal(value, other.best_state_dict[key]), key
 
@@ -250,7 +331,7 @@ def test_fine_tuning_keeps_the_starting_weights_unless_an_epoch_beats_them(tmp_p
 
 # what `top` re-trains besides the head, by parameter name (a network of four modules)
 TOP = {
-    "mini_xception": ("modules_.2.", "modules_.3."),
+    "mini_xception": ("residual_modules.2.", "residual_modules.3."),
     "baseline_cnn": ("classifier.",),
     "resnet18": ("body.layer4.",),
 }
@@ -298,17 +379,55 @@ def test_logged_lr_is_the_mean_rate_the_epoch_used_and_loss_is_plain_cross_entro
     assert last["train/objective"] > last["train/loss"]
 
 
-def test_early_stopping_on_public_test(tmp_path):
-    _, result = run(
-        tmp_path,
-        quick(
-            epochs=6,
-            lr=1e-12,
-            patience=1,
-            augment={"hflip": False, "rotate_deg": 0, "translate": 0, "scale": 0},
-        ),
+def test_early_stopping_watches_the_public_test_selection_metric_only(
+    tmp_path, monkeypatch, capsys
+):
+    # Scripted scores: PublicTest accuracy (the selection metric) gains at epochs 1 and 3 only
+    # and again from epoch 6; every other score, PublicTest's other metrics, PrivateTest's and
+    # the training set's, gains every epoch. Patience 2 stops before epoch 6, after epoch 5.
+    gains = [0.1 * epoch for epoch in range(1, 9)]
+    _script(
+        monkeypatch,
+        "_evaluate",
+        {
+            "public/accuracy": [0.3, 0.3, 0.4, 0.4, 0.4, 0.5, 0.6, 0.7],
+            "public/loss": [1 - g for g in gains],
+            "public/macro_f1": gains,
+            "public/balanced_accuracy": gains,
+            "private/loss": [1 - g for g in gains],
+            **{f"private/{m}": gains for m in ("accuracy", "macro_f1", "balanced_accuracy")},
+        },
     )
-    assert len(result.history) < 6
+    _script(
+        monkeypatch,
+        "_train_one_epoch",
+        {"train/loss": [1 - g for g in gains], "train/accuracy": gains},
+    )
+    _, result = run(tmp_path, quick(epochs=8, patience=2, select_metric="accuracy"))
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4, 5]
+    assert result.best_epoch == 3
+    assert "early stop, no PublicTest gain in 2 epochs" in capsys.readouterr().out
+
+
+def test_plateau_schedule_steps_on_the_public_test_selection_metric_only(tmp_path, monkeypatch):
+    # Scripted scores: PublicTest accuracy (the selection metric) fails to gain at epochs 2 and
+    # 4, each of which halves the rate from the next epoch on (plateau_patience 0); every
+    # other score gains every epoch and must halve nothing.
+    gains = [0.1 * epoch for epoch in range(1, 6)]
+    _script(
+        monkeypatch,
+        "_evaluate",
+        {
+            "public/accuracy": [0.3, 0.3, 0.4, 0.4, 0.5],
+            "public/macro_f1": gains,
+            "public/balanced_accuracy": gains,
+            **{f"private/{m}": gains for m in ("accuracy", "macro_f1", "balanced_accuracy")},
+        },
+    )
+    params = quick(epochs=5, schedule="plateau", plateau_patience=0, plateau_factor=0.5)
+    _, result = run(tmp_path, params)
+    lr = params.lr
+    assert [row["lr"] for row in result.history] == pytest.approx([lr, lr, lr / 2, lr / 2, lr / 4])
 
 
 def test_class_weights_change_the_training(tmp_path):
@@ -344,6 +463,22 @@ def test_model_files_from_before_the_choice_of_network_load_as_mini_xception(tmp
     save_state(
         tmp_path / "old.pt", {**state, "format": "ferx-mini-xception/1", "config": old_config}
     )
+    loaded, _ = load_model(tmp_path / "old.pt", expect_arch="mini_xception")
+    x = torch.rand(2, 1, 48, 48) * 255
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_model_files_from_before_the_residual_modules_rename_still_load(tmp_path):
+    torch.manual_seed(0)
+    model = MiniXception()
+    save_model(tmp_path / "m.pt", model)
+    state = load_state(tmp_path / "m.pt")
+    # MiniXception.residual_modules was called modules_ when these files were written
+    old = {
+        k.replace("residual_modules.", "modules_.", 1): v for k, v in state["state_dict"].items()
+    }
+    assert sum(k.startswith("modules_.") for k in old) > 0
+    save_state(tmp_path / "old.pt", {**state, "state_dict": old})
     loaded, _ = load_model(tmp_path / "old.pt", expect_arch="mini_xception")
     x = torch.rand(2, 1, 48, 48) * 255
     torch.testing.assert_close(loaded(x), model.eval()(x))

@@ -1,0 +1,202 @@
+"""`ferx-ablate`: an ablation table and accuracy-vs-GFLOPs frontiers from DVC experiments.
+
+    ferx-ablate ablations/recipe.yaml [--seeds 0 1 2] [--jobs N] [--collect-only]
+
+Every row of the spec (ferx.experiments.spec) at every seed is one DVC experiment, queued with
+`dvc exp run --queue` and run by `dvc queue start`. An experiment stands for a run only if it
+ran the run's complete resolved params on the same stage inputs (ferx.experiments.identity),
+on any commit: a rerun queues only the runs no experiment stands for, and committing the table
+or anything no stage reads keeps every result. Outputs, written only once every run has
+results (until then the previous table stays): ablation/<name>/table.md, table.json,
+frontier.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ferx.atomic import write_atomic, write_json
+from ferx.errors import UserError
+from ferx.experiments import identity, queue
+from ferx.experiments.spec import (
+    Run,
+    Spec,
+    SpecError,
+    check_seeds,
+    load_spec,
+    make_runs,
+    normalised,
+    read_params_file,
+)
+from ferx.experiments.stats import correct_from_text
+from ferx.experiments.table import MODEL, Result, markdown, table_records
+from ferx.params import DEFAULT_PARAMS_PATH, ParamsError
+
+PUBLIC_EVAL = f"metrics/eval/{MODEL}_public_test.json"  # holds which faces were right
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_job(jobs: int, available: int) -> int | None:
+    """runtime.threads for each of `jobs` experiments run at once: the cores shared out (each
+    torch process would otherwise take every core). None at one job: params.yaml decides."""
+    return None if jobs == 1 else max(1, available // jobs)
+
+
+def _canonical(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, queue.Experiment]:
+    """run name -> the newest finished experiment that stands for it: the same complete
+    resolved params (runtime aside) and the same stage inputs, on any baseline commit."""
+    blobs = identity.workspace_blobs()
+    pipeline = Path(identity.PIPELINE)
+    text = pipeline.read_text() if pipeline.exists() else None
+    wanted = {_canonical(r.resolved): r for r in runs}
+    matched: dict[str, queue.Experiment] = {}
+    for experiment in sorted(found, key=lambda e: e.timestamp):  # the newest wins
+        if experiment.metrics is None:
+            continue
+        try:
+            key = _canonical(normalised(experiment.params))
+        except ParamsError:  # params of another schema: stands for nothing of today's
+            continue
+        run = wanted.get(key)
+        if run is None:
+            continue
+        ours = identity.fingerprint(blobs, identity.inputs_at(text, run.resolved))
+        if identity.commit_fingerprint(experiment.rev, run.resolved) == ours:
+            matched[run.name] = experiment
+    return matched
+
+
+def results(runs: list[Run], matched: dict[str, queue.Experiment]) -> list[Result]:
+    out = []
+    for run in runs:
+        experiment = matched.get(run.name)
+        if experiment is None:
+            continue
+        text = queue.read_at(experiment.rev, PUBLIC_EVAL)
+        correct = (json.loads(text) or {}).get("correct") if text else None
+        out.append(Result(run, experiment, correct_from_text(correct) if correct else None))
+    return out
+
+
+def write_outputs(spec: Spec, records: list[dict[str, Any]], out_dir: Path) -> str:
+    from ferx.experiments.frontier import plot_frontiers
+
+    text = markdown(spec, records)
+    plot_frontiers(spec, records, out_dir / "frontier.png")
+    write_json(out_dir / "table.json", records)
+    write_atomic(out_dir / "table.md", lambda tmp: tmp.write_text(text))
+    return text
+
+
+def _interrupted(queued: list[str], spec: Spec) -> int:
+    left = [t.name for t in queue.queue_tasks() if t.name in queued and t.status in queue.ACTIVE]
+    print(
+        f"\nablate: interrupted; {len(left)} experiment(s) still queued or running in DVC's "
+        f"queue ({', '.join(left) or 'none'}): they go on without this command; "
+        "`dvc queue stop --kill` stops them, "
+        f"`ferx-ablate {spec.path} --collect-only` reads what finished",
+        file=sys.stderr,
+    )
+    return 130
+
+
+def run(
+    spec: Spec,
+    jobs: int,
+    collect_only: bool,
+    seeds: tuple[int, ...] = (),
+    out_root: Path = Path("ablation"),
+    params_path: Path = DEFAULT_PARAMS_PATH,
+) -> int:
+    try:
+        runs = make_runs(spec, read_params_file(params_path), seeds)
+    except ParamsError as exc:
+        raise SpecError(f"{spec.path}: {exc}") from None
+    n_rows, n_seeds = len({r.row.index for r in runs}), len({r.seed for r in runs})
+    matched = match(runs, queue.experiments())
+    failed: dict[str, str] = {}
+    if not collect_only:
+        todo = [r for r in runs if r.name not in matched]
+        print(
+            f"ablate: {len(runs)} runs ({n_rows} rows x {n_seeds} seeds), "
+            f"{len(runs) - len(todo)} already done, {len(todo)} queued"
+        )
+        if todo:
+            available = cores()
+            if jobs > available:
+                print(
+                    f"ablate: warning: --jobs {jobs} on {available} cores: each experiment "
+                    "gets one thread and they still share the cores (slower per row)",
+                    file=sys.stderr,
+                )
+            threads = threads_per_job(jobs, available)
+            before = {t.task for t in queue.queue_tasks()}
+            queued: list[str] = []
+            try:
+                queued = queue.queue_runs(todo, threads)
+                queue.start_workers(jobs)
+                states = queue.wait_for(queued, before)
+            except KeyboardInterrupt:
+                return _interrupted(queued, spec)
+            for todo_run, name in zip(todo, queued, strict=True):
+                if states.get(name) == "Failed":
+                    failed[todo_run.name] = f"{name}: {queue.failure_reason(name)}"
+                elif states.get(name) == "Lost":
+                    failed[todo_run.name] = f"{name}: lost (`dvc queue status` stopped listing it)"
+            matched = match(runs, queue.experiments())
+    records = table_records(spec, runs, results(runs, matched))
+    missing = [r.name for r in runs if r.name not in matched]
+    if not missing:
+        print(write_outputs(spec, records, out_root / spec.name))
+        return 0
+    print(markdown(spec, records))
+    reasons = "; ".join(f"{name} ({failed.get(name, 'no results')})" for name in missing)
+    print(
+        f"ablate: {len(missing)} of {len(runs)} runs have no results: {reasons}. "
+        f"{out_root / spec.name}/ keeps its previous table until every run has results",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ferx-ablate", description=__doc__.splitlines()[0])
+    parser.add_argument("spec", help="the ablation spec (YAML), e.g. ablations/recipe.yaml")
+    parser.add_argument(
+        "--jobs", "-j", type=int, default=1, help="experiments run at once (cores shared out)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="train.seed values, each row once per seed"
+    )
+    parser.add_argument("--collect-only", action="store_true", help="only collect and render")
+    args = parser.parse_args(argv)
+    try:
+        if args.jobs < 1:
+            raise SpecError("--jobs: must be at least 1")
+        seeds = check_seeds(args.seeds, "--seeds") if args.seeds is not None else ()
+        return run(load_spec(args.spec), args.jobs, args.collect_only, seeds)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nablate: interrupted before anything was queued", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""What an experiment ran on: its params (spec.normalised) and the files its stages read.
+
+An experiment stands for a run only if both match. The files are the dependencies dvc.yaml
+declares that no stage writes (stage scripts, ferx modules, the data folder with the `.dvc`
+file that tracks FER2013, the user's probes) plus dvc.yaml itself (the commands), each by its
+git blob id: in an experiment's commit from `git ls-tree`, in the workspace from
+`git hash-object`. Anything no stage reads (README, the ablation table, this tool) is left out,
+so committing it makes nothing stale; params.yaml is compared as params, not as bytes, so a
+comment changes nothing either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferx.errors import UserError
+from ferx.experiments.spec import get_dotted
+
+PIPELINE = "dvc.yaml"
+_VAR = re.compile(r"\$\{\s*([A-Za-z0-9_.]+)\s*\}")
+
+
+def _git(*args: str, stdin: str | None = None) -> str:
+    result = subprocess.run(["git", *args], capture_output=True, text=True, input=stdin)
+    if result.returncode != 0:
+        raise UserError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _paths(entries: list[Any]) -> list[str]:
+    return [next(iter(e)) if isinstance(e, dict) else str(e) for e in entries or []]
+
+
+def _expand(text: str, params: dict[str, Any], item: dict[str, Any]) -> str:
+    def value(match: re.Match) -> str:
+        key = match.group(1)
+        found = item.get(key.removeprefix("item.")) if key.startswith("item.") else None
+        found = get_dotted(params, key) if found is None else found
+        if found is None:
+            raise UserError(f"{PIPELINE}: ${{{key}}}: no such param")
+        return str(found)
+
+    return _VAR.sub(value, text)
+
+
+def _stage_instances(stage: dict[str, Any]) -> list[dict[str, Any]]:
+    matrix = stage.get("matrix") or {}
+    keys = list(matrix)
+    return [dict(zip(keys, c, strict=True)) for c in itertools.product(*matrix.values())] or [{}]
+
+
+def stage_inputs(pipeline: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """The paths dvc.yaml's stages read and no stage writes, sorted, with dvc.yaml first."""
+    deps, outs = set(), set()
+    for stage in (pipeline.get("stages") or {}).values():
+        for item in _stage_instances(stage):
+            deps |= {_expand(p, params, item) for p in _paths(stage.get("deps"))}
+            for kind in ("outs", "metrics", "plots"):
+                outs |= {_expand(p, params, item) for p in _paths(stage.get(kind))}
+
+    def written(path: str) -> bool:
+        return any(path == out or path.startswith(out.rstrip("/") + "/") for out in outs)
+
+    return [PIPELINE, *sorted(p.rstrip("/") for p in deps if not written(p))]
+
+
+def fingerprint(blobs: dict[str, str], inputs: list[str]) -> str:
+    """sha256 over (path, blob id) of every file under the inputs, and each input's `.dvc`
+    file (data that `dvc add` tracks: the pointer's bytes hold the data's hash)."""
+
+    def read(path: str) -> bool:
+        return any(path in (p, f"{p}.dvc") or path.startswith(f"{p}/") for p in inputs if p != ".")
+
+    lines = sorted(f"{path} {blob}" for path, blob in blobs.items() if read(path))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def commit_blobs(rev: str) -> dict[str, str]:
+    """path -> blob id of every file in a commit (an experiment's, with what it ran on)."""
+    out = _git("ls-tree", "-r", "-z", "--full-tree", rev)
+    blobs = {}
+    for entry in filter(None, out.split("\0")):
+        meta, path = entry.split("\t", 1)
+        blobs[path] = meta.split()[2]
+    return blobs
+
+
+def workspace_blobs(root: Path = Path(".")) -> dict[str, str]:
+    """path -> blob id of the files a queued experiment would take from the workspace: those
+    git tracks and the untracked ones it does not ignore (as `git stash -u` sees them)."""
+    listed = _git("-C", str(root), "ls-files", "-z", "-c", "-o", "--exclude-standard")
+    paths = sorted({p for p in listed.split("\0") if p and (root / p).is_file()})
+    if not paths:
+        return {}
+    ids = _git("-C", str(root), "hash-object", "--stdin-paths", stdin="\n".join(paths))
+    return dict(zip(paths, ids.split(), strict=True))
+
+
+def inputs_at(pipeline_text: str | None, params: dict[str, Any]) -> list[str]:
+    if not pipeline_text:
+        raise UserError(f"{PIPELINE}: not found")
+    return stage_inputs(yaml.safe_load(pipeline_text) or {}, params)
+
+
+def commit_fingerprint(rev: str, params: dict[str, Any]) -> str:
+    """The fingerprint of what an experiment's stages read, from its commit."""
+    pipeline = _git("show", f"{rev}:{PIPELINE}")
+    return fingerprint(commit_blobs(rev), inputs_at(pipeline, params))
+
+
+def workspace_fingerprint(params: dict[str, Any], root: Path = Path(".")) -> str:
+    text = (root / PIPELINE).read_text() if (root / PIPELINE).exists() else None
+    return fingerprint(workspace_blobs(root), inputs_at(text, params))

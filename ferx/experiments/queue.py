@@ -1,0 +1,234 @@
+"""DVC's side: queue runs as experiments, start workers, wait, read every experiment back.
+
+Results live in DVC (no results store of our own): `dvc exp show --json` for every baseline
+commit that has experiments, and the experiments' own commits for the per-face evaluations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferx.errors import UserError
+from ferx.experiments.spec import Run
+
+EXPS_NAMESPACE = "refs/exps/"  # DVC keeps experiment refs/exps/<baseline[:2]>/<rest>/<name>
+ACTIVE = ("Queued", "Running")
+FINISHED = ("Success", "Failed")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    rev: str  # the experiment's commit
+    baseline: str  # the commit it was run on top of
+    timestamp: str
+    params: dict[str, Any]  # params.yaml as it ran
+    metrics: dict[str, Any] | None  # metrics/summary.json, None if it has none
+
+
+@dataclass(frozen=True)
+class Task:
+    task: str  # the queue entry's id: one name can have several entries
+    name: str
+    status: str
+
+
+def dvc_env() -> dict[str, str]:
+    # stage commands say `python`: this interpreter's folder goes first on PATH
+    return {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], capture_output=True, text=True, env=dvc_env()
+    )
+    if check and result.returncode != 0:
+        raise UserError(f"dvc {' '.join(args)} failed: {(result.stderr or result.stdout).strip()}")
+    return result
+
+
+def set_value(value: Any) -> str:
+    """A value as `dvc exp run -S key=value` parses it (YAML)."""
+    if isinstance(value, str):
+        return value
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def baselines() -> list[str]:
+    """Every commit that has experiments (not only HEAD: a commit after a run keeps it)."""
+    refs = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", EXPS_NAMESPACE],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    found = []
+    for ref in refs:
+        parts = ref.removeprefix(EXPS_NAMESPACE).split("/")
+        if len(parts) == 3 and len(parts[0]) == 2:  # not exec/, celery/, temp/, stash
+            sha = parts[0] + parts[1]
+            if sha not in found:
+                found.append(sha)
+    return found
+
+
+def parse_show(shown: list[dict[str, Any]]) -> list[Experiment]:
+    """The experiments in `dvc exp show --json` output, each with the baseline it ran on."""
+    found = []
+    for commit in shown:
+        for group in commit.get("experiments") or []:
+            for entry in group.get("revs") or []:
+                data = entry.get("data")
+                if not entry.get("name") or not isinstance(data, dict):
+                    continue
+                params = (data.get("params") or {}).get("params.yaml", {}).get("data") or {}
+                metrics = (data.get("metrics") or {}).get("metrics/summary.json", {}).get("data")
+                found.append(
+                    Experiment(
+                        entry["name"],
+                        entry["rev"],
+                        commit["rev"],
+                        str(data.get("timestamp") or ""),
+                        params,
+                        metrics if isinstance(metrics, dict) else None,
+                    )
+                )
+    return found
+
+
+def experiments() -> list[Experiment]:
+    """Every finished experiment in the repository, on any baseline commit."""
+    revs = baselines()
+    if not revs:
+        return []
+    args = ["exp", "show", "--json", "--hide-workspace", "--hide-queued", "--hide-failed"]
+    args += [arg for rev in revs for arg in ("--rev", rev)]
+    return parse_show(json.loads(dvc(*args).stdout or "[]"))
+
+
+def read_at(rev: str, path: str) -> str | None:
+    """A file as an experiment's commit holds it, or None."""
+    shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def head() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def parse_status(text: str) -> list[Task]:
+    """`dvc queue status` (Task, Name, Created, Status; Created may hold a space), one entry
+    per task: a name re-queued after it ran is listed twice, with two task ids."""
+    lines = text.splitlines()[1:]  # after the header
+    table = lines[: lines.index("")] if "" in lines else lines  # then "Worker status: ..."
+    rows = [line.split() for line in table]
+    return [Task(row[0], row[1], row[-1]) for row in rows if len(row) >= 4]
+
+
+def queue_tasks() -> list[Task]:
+    return parse_status(dvc("queue", "status").stdout)
+
+
+def queue_runs(
+    runs: list[Run], threads: int | None, say: Callable[[str], None] = print
+) -> list[str]:
+    """Queue each run as a DVC experiment under its name (a name this commit already uses for
+    other results gets a suffix: no finished experiment is removed or overwritten); the names
+    they were queued under, in order."""
+    taken = {e.name for e in experiments() if e.baseline == head()}
+    taken |= {t.name for t in queue_tasks() if t.status in ACTIVE}
+    queued = []
+    for run in runs:
+        name, n = run.name, 1
+        while name in taken:
+            n += 1
+            name = f"{run.name}-{n}"
+        if name != run.name:
+            say(f"ablate: {run.name} is taken on this commit by other results; queued as {name}")
+        sets = dict(run.sets)
+        if threads is not None:
+            sets["runtime.threads"] = threads
+        args = [arg for k, v in sets.items() for arg in ("-S", f"{k}={set_value(v)}")]
+        dvc("exp", "run", "--queue", "-n", name, *args)
+        taken.add(name)
+        queued.append(name)
+    return queued
+
+
+def start_workers(jobs: int) -> None:
+    # Not captured: the workers `queue start` launches inherit its output, and a captured
+    # pipe would stay open (and this call blocked) until the last experiment ends.
+    started = subprocess.run(
+        [sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dvc_env(),
+    )
+    if started.returncode != 0:
+        raise UserError(f"dvc queue start -j {jobs} failed (exit {started.returncode})")
+
+
+def wait_for(
+    names: list[str],
+    before: set[str],
+    poll: float = 2.0,
+    lost_after: float = 120.0,
+    tasks: Callable[[], list[Task]] = queue_tasks,
+) -> dict[str, str]:
+    """Wait until none of `names` is queued or running, with a progress line; final states.
+
+    Tasks are told apart by their id, so an old Success listed beside a re-queued Running
+    entry of the same name does not end the wait. A name can be missing from
+    `dvc queue status` for a moment while a worker takes it, so a missing name is waited for;
+    one missing for `lost_after` seconds while nothing of ours is active is reported Lost.
+    `before`: the task ids listed before these runs were queued (not theirs)."""
+    start = time.monotonic()
+    idle_since = None
+    while True:
+        ours = [t for t in tasks() if t.name in names and t.task not in before]
+        active = {t.name for t in ours if t.status in ACTIVE}
+        states = {t.name: t.status for t in ours if t.status in FINISHED and t.name not in active}
+        finished = len(states)
+        now = time.monotonic()
+        elapsed = now - start
+        left = elapsed / finished * (len(names) - finished) if finished else None
+        eta = f", about {left / 60:.0f} min left" if left is not None else ""
+        print(
+            f"\rablate: {finished}/{len(names)} experiments done, {elapsed / 60:.1f} min{eta}  ",
+            end="",
+            flush=True,
+        )
+        if finished == len(names):
+            print()
+            return states
+        if active:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif now - idle_since >= lost_after:
+            print()
+            return {**{n: "Lost" for n in names}, **states}
+        time.sleep(poll)
+
+
+def failure_reason(name: str) -> str:
+    """The last error line of a failed experiment's log."""
+    log = dvc("queue", "logs", name, check=False)
+    lines = [line.strip() for line in (log.stdout + log.stderr).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or ["failed (no log)"])[-1][:300]

@@ -1,0 +1,203 @@
+"""The ablation table: one record per row, pooled over its seeds, and its markdown.
+
+A record holds, per row, the mean and standard deviation over seeds of PublicTest and
+PrivateTest accuracy and macro-F1 (from each experiment's metrics/summary.json, the numbers
+`dvc exp show` lists), the commit each seed ran on, and the difference from the reference row
+(row 0) on PublicTest with its 95% paired-bootstrap interval (ferx.experiments.stats).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ferx.experiments.queue import Experiment
+from ferx.experiments.spec import Row, Run, Spec
+from ferx.experiments.stats import Difference, mean_std, paired_bootstrap
+from ferx.params import TTA_VIEWS
+
+# The model whose numbers a row reports: the one the train stage makes (architecture and
+# recipe are what an ablation varies; improve starts from it).
+MODEL = "baseline"
+# (record key, split, metric in summary.json): the per-seed figures a row pools
+FIGURES = (
+    ("public_accuracy", "public", "accuracy"),
+    ("public_macro_f1", "public", "macro_f1"),
+    ("private_accuracy", "private", "accuracy"),
+    ("private_macro_f1", "private", "macro_f1"),
+    ("public_tta_accuracy", "public", "tta_accuracy"),
+    ("private_tta_accuracy", "private", "tta_accuracy"),
+)
+INTERVAL_NOTE = (
+    "Δ: the row's PublicTest accuracy minus row 0's (mean over seeds), with a 95% interval "
+    "from a paired hierarchical bootstrap (4,000 replicates; each resamples the PublicTest "
+    "faces, the same faces for both rows, and each row's seeds, with replacement; percentile "
+    "interval; Efron & Tibshirani 1993, Bouthillier et al. 2021). An interval that holds 0 "
+    "is within the noise: the table cannot tell that row from row 0. With one seed it counts "
+    "only the test set's noise."
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished run: its experiment and, if the evaluate stage recorded it, which PublicTest
+    faces its model got right (1/0, the split's order)."""
+
+    run: Run
+    experiment: Experiment
+    public_correct: np.ndarray | None
+
+
+def run_figures(metrics: dict[str, Any] | None) -> dict[str, float | None]:
+    """The figures of one experiment's summary.json; None where it lacks one (an older file)."""
+    model = (metrics or {}).get(MODEL) or {}
+    figures: dict[str, Any] = {
+        key: (model.get(split) or {}).get(metric) for key, split, metric in FIGURES
+    }
+    for key in ("gflops", "efficiency", "train_minutes"):
+        figures[key] = model.get(key)
+    return figures
+
+
+def _pooled(values: list[float | None]) -> dict[str, float] | None:
+    if not values or any(v is None for v in values):
+        return None
+    mean, std = mean_std([float(v) for v in values])  # type: ignore[arg-type]
+    return {"mean": mean, "std": std}
+
+
+def _difference(row: list[Result], reference: list[Result]) -> Difference | None:
+    if not row or not reference:
+        return None
+    parts = [r.public_correct for r in row], [r.public_correct for r in reference]
+    if any(c is None for side in parts for c in side):
+        return None
+    lengths = {len(c) for side in parts for c in side}  # type: ignore[arg-type]
+    if len(lengths) != 1:
+        return None
+    return paired_bootstrap(np.stack(parts[0]), np.stack(parts[1]))
+
+
+def row_record(
+    spec: Spec, row: Row, runs: list[Run], results: list[Result], reference: list[Result]
+) -> dict[str, Any]:
+    missing = [run.name for run in runs if run.name not in {r.run.name for r in results}]
+    record: dict[str, Any] = {"row": row.index, "label": row.label, **row.on}
+    record["status"] = "done" if not missing else "incomplete"
+    record["seeds"] = [r.run.seed for r in results]
+    record["runs"] = [
+        {
+            "seed": r.run.seed,
+            "experiment": r.experiment.name,
+            "commit": r.experiment.baseline[:7],
+            "source": (r.experiment.metrics or {}).get("source"),
+            **run_figures(r.experiment.metrics),
+        }
+        for r in results
+    ]
+    if missing:
+        record["missing"] = missing
+    if not results:
+        return record
+    for key in [k for k, _, _ in FIGURES] + ["gflops", "efficiency", "train_minutes"]:
+        pooled = _pooled([run[key] for run in record["runs"]])
+        if pooled is not None:
+            record[key] = pooled
+    tta = {(r.experiment.params.get("evaluate") or {}).get("tta") for r in results}
+    if "public_tta_accuracy" in record and len(tta) == 1 and (name := tta.pop()):
+        record["tta"] = name
+        record["tta_gflops"] = record["gflops"]["mean"] * TTA_VIEWS.get(name, 1)
+    if row.index > 0:
+        difference = _difference(results, reference)
+        if difference is not None:
+            record["public_delta"] = {
+                "mean": difference.mean,
+                "low": difference.low,
+                "high": difference.high,
+                "within_noise": difference.within_noise,
+            }
+    return record
+
+
+def table_records(spec: Spec, runs: list[Run], results: list[Result]) -> list[dict[str, Any]]:
+    by_row: dict[int, list[Run]] = {}
+    for run in runs:
+        by_row.setdefault(run.row.index, []).append(run)
+    done = {r.run.name: r for r in results}
+    pooled = {i: [done[r.name] for r in rs if r.name in done] for i, rs in by_row.items()}
+    reference = pooled.get(0, [])
+    rows = {run.row.index: run.row for run in runs}
+    return [row_record(spec, rows[i], by_row[i], pooled[i], reference) for i in sorted(rows)]
+
+
+def _pct(figure: dict[str, float] | None, seeds: int) -> str:
+    if figure is None:
+        return ""
+    text = f"{100 * figure['mean']:.2f}"
+    return text + (f" ± {100 * figure['std']:.2f}" if seeds > 1 else "")
+
+
+def _delta(delta: dict[str, Any] | None) -> str:
+    if delta is None:
+        return ""
+    text = f"{100 * delta['mean']:+.2f} [{100 * delta['low']:+.2f}, {100 * delta['high']:+.2f}]"
+    return text + (" within noise" if delta["within_noise"] else " **outside noise**")
+
+
+def _spec_settings(spec: Spec) -> tuple[str, str]:
+    from ferx.experiments.queue import set_value
+
+    settings = "; ".join(
+        f"{f}: " + ", ".join(f"{k}={set_value(v)}" for k, v in s.items())
+        for f, s in spec.factors.items()
+    )
+    base = ", ".join(f"{k}={set_value(v)}" for k, v in spec.base.items()) or "params.yaml"
+    return settings, base
+
+
+def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
+    factors = list(spec.factors)
+    with_tta = any("tta" in r for r in records)
+    head = ["row", *factors, "seeds", "PublicTest acc %", "Δ PublicTest vs row 0 (95% CI)"]
+    head += ["PublicTest macro-F1 %", "PrivateTest acc %", "PrivateTest macro-F1 %"]
+    if with_tta:
+        head += ["PublicTest TTA %", "PrivateTest TTA %"]
+    head += ["GFLOPs", "efficiency", "train min", "commit"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        n = len(r["seeds"])
+        cells = [f"{r['row']} {r['label']}", *("Y" if r[f] else "N" for f in factors), str(n)]
+        cells += [_pct(r.get("public_accuracy"), n), _delta(r.get("public_delta"))]
+        cells += [_pct(r.get(k), n) for k in ("public_macro_f1", "private_accuracy")]
+        cells += [_pct(r.get("private_macro_f1"), n)]
+        if with_tta:
+            cells += [_pct(r.get("public_tta_accuracy"), n), _pct(r.get("private_tta_accuracy"), n)]
+        gflops, eff, minutes = (r.get(k) for k in ("gflops", "efficiency", "train_minutes"))
+        cells += [f"{gflops['mean']:.5f}" if gflops else "", f"{eff['mean']:.0f}" if eff else ""]
+        cells += [f"{minutes['mean']:.1f}" if minutes else ""]
+        cells += [", ".join(sorted({run["commit"] for run in r["runs"]}))]
+        lines.append("| " + " | ".join(cells) + " |")
+    sources = sorted({str(run["source"]) for r in records for run in r["runs"]})
+    settings, base = _spec_settings(spec)
+    experiments = "; ".join(
+        f"row {r['row']}: " + ", ".join(run["experiment"] for run in r["runs"]) for r in records
+    )
+    return "\n".join(
+        [
+            f"Ablation `{spec.name}` ({spec.design}), the {MODEL} model of each experiment; "
+            "mean ± standard deviation over seeds.",
+            "",
+            *lines,
+            "",
+            f"Data: {', '.join(sources) or 'see the experiments'}. Every row: {base}. "
+            f"Factors: {settings}.",
+            "PublicTest chose each run's kept epoch and is the column to choose by; PrivateTest "
+            "chose nothing and is reported. Efficiency = PrivateTest accuracy % / GFLOPs "
+            "(single view).",
+            INTERVAL_NOTE,
+            f"Experiments (`dvc exp show -A`): {experiments}.",
+            "",
+        ]
+    )
