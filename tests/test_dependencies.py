@@ -50,3 +50,16 @@ def test_importing_the_prepare_stage_loads_no_torch_captum_or_matplotlib():
     assert result.returncode == 0, result.stderr
     assert "ferx.prepare" in modules and "ferx.cli" in modules
     assert result.stdout.strip() == "", f"the prepare stage imports {result.stdout.strip()}"
+
+
+def test_a_stage_runs_the_ferx_of_its_own_workspace_not_an_installed_copy(tmp_path):
+    # DVC runs queued experiments in temporary copies of the repository; a stage that imported
+    # the installed (editable) ferx would run the main workspace's code, whatever the
+    # experiment's commit holds, and its recorded code dependencies would be wrong
+    from tests.conftest import dvc, make_dvc_project
+
+    root = make_dvc_project(tmp_path, {"prepare": {"synthetic": {"n_samples": 70}}})
+    with (root / "ferx/prepare.py").open("a") as module:
+        module.write("\nprint('ferx of this workspace:', __file__)\n")
+    out = dvc(root, "repro", "prepare").stdout
+    assert f"ferx of this workspace: {root / 'ferx/prepare.py'}" in out
