@@ -152,7 +152,8 @@ def plot_accuracy_vs_gflops(
 ) -> None:
     """PrivateTest accuracy against GFLOPs per face (log scale): one filled point per model,
     and where TTA is on a hollow one at n_views times the GFLOPs, joined to it."""
-    from ferx.plots import CostPoint, plot_cost_points, plt, save_figure
+    from ferx.cost_figure import CostPoint, plot_cost_points
+    from ferx.plots import plt, save_figure
 
     # models at the same point (improve kept the baseline) share one dot and one label
     groups: dict[tuple, list[str]] = {}

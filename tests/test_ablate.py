@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from ferx.cost_figure import label_offsets
 from ferx.experiments import cli, queue
 from ferx.experiments.cli import main, threads_per_job
 from ferx.experiments.frontier import frontier_points, pareto
@@ -18,7 +19,6 @@ from ferx.experiments.queue import Task, parse_status, wait_for
 from ferx.experiments.spec import SpecError, load_spec, make_rows, make_runs
 from ferx.experiments.stats import mean_std, paired_bootstrap
 from ferx.experiments.table import run_figures
-from ferx.plots import label_offsets
 from tests.conftest import PROJECT_ROOT, dvc, git, make_dvc_project
 
 TWO = {
@@ -208,6 +208,10 @@ class _Queue:
         return [Task(*entry) for entry in snapshot]
 
 
+def _statuses(tasks: dict[str, Task]) -> dict[str, str]:
+    return {name: task.status for name, task in tasks.items()}
+
+
 def test_an_old_success_of_a_requeued_name_does_not_end_the_wait(capsys):
     old = ("old", "r-0", "Success")
     queue_ = _Queue(
@@ -219,10 +223,11 @@ def test_an_old_success_of_a_requeued_name_does_not_end_the_wait(capsys):
         ]
     )
     states = wait_for(["r-0"], before={"old"}, poll=0, lost_after=60, tasks=queue_)
-    assert states == {"r-0": "Success"} and queue_.polls == 4
+    assert states == {"r-0": Task("new", "r-0", "Success")} and queue_.polls == 4
     # a new failure beside an old success is a failure
     queue_ = _Queue([[("new", "r-0", "Running"), old], [("new", "r-0", "Failed"), old]])
-    assert wait_for(["r-0"], before={"old"}, poll=0, tasks=queue_) == {"r-0": "Failed"}
+    failed = wait_for(["r-0"], before={"old"}, poll=0, tasks=queue_)
+    assert failed == {"r-0": Task("new", "r-0", "Failed")}  # its own log, not the old one's
 
 
 def test_waiting_outlasts_a_row_missing_while_a_worker_takes_it(capsys):
@@ -237,14 +242,14 @@ def test_waiting_outlasts_a_row_missing_while_a_worker_takes_it(capsys):
         ]
     )
     states = wait_for(["r-0", "r-1"], before=set(), poll=0, lost_after=60, tasks=queue_)
-    assert states == {"r-0": "Success", "r-1": "Success"} and queue_.polls == 5
+    assert _statuses(states) == {"r-0": "Success", "r-1": "Success"} and queue_.polls == 5
     assert "2/2 experiments done" in capsys.readouterr().out
 
 
 def test_a_row_that_never_comes_back_is_reported_lost():
     queue_ = _Queue([[("t0", "r-0", "Success")]])
     states = wait_for(["r-0", "r-1"], set(), poll=0.01, lost_after=0.05, tasks=queue_)
-    assert states == {"r-0": "Success", "r-1": "Lost"}
+    assert _statuses(states) == {"r-0": "Success", "r-1": "Lost"}
 
 
 def test_jobs_share_the_cores_out_as_threads(tmp_path, monkeypatch):
@@ -265,24 +270,65 @@ def test_jobs_share_the_cores_out_as_threads(tmp_path, monkeypatch):
     assert not any(str(arg).startswith("runtime.") for arg in calls[0])
 
 
-def test_ctrl_c_says_what_still_runs_in_one_line(tmp_path, monkeypatch, capsys):
+def _fake_queue(monkeypatch, tmp_path, tasks_after):
+    """A spec in tmp_path and a DVC queue that lists nothing until runs are queued."""
     monkeypatch.chdir(tmp_path)
     _spec(tmp_path, TWO)
     monkeypatch.setattr(cli, "match", lambda runs, found: {})
     monkeypatch.setattr(queue, "experiments", list)
-    monkeypatch.setattr(queue, "queue_runs", lambda runs, threads: [r.name for r in runs])
-    monkeypatch.setattr(queue, "start_workers", lambda jobs: None)
+    monkeypatch.setattr(queue, "start_workers", lambda jobs, threads: None)
+    listed = []
+    monkeypatch.setattr(queue, "queue_tasks", lambda: list(listed))
+
+    def queue_runs(runs, threads):
+        listed.extend(tasks_after)
+        return [r.name for r in runs]
+
+    monkeypatch.setattr(queue, "queue_runs", queue_runs)
+    return listed
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("during", ["wait", "queueing"])
+def test_ctrl_c_says_what_still_runs_in_one_line(tmp_path, monkeypatch, capsys, during):
+    old = Task("t0", "demo-1-s0", "Queued")  # another command's, listed before ours
     tasks = [Task("t1", "demo-1-s0", "Running"), Task("t2", "demo-2-s0", "Queued")]
-    monkeypatch.setattr(queue, "queue_tasks", lambda: tasks)
+    listed = _fake_queue(monkeypatch, tmp_path, tasks)
+    listed.append(old)
+    if during == "wait":
+        monkeypatch.setattr(queue, "wait_for", _interrupt)
+    else:  # Ctrl-C after two of three runs were queued
 
-    def interrupt(*args, **kwargs):
-        raise KeyboardInterrupt
+        def queue_two(runs, threads):
+            listed.extend(tasks)
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(queue, "wait_for", interrupt)
+        monkeypatch.setattr(queue, "queue_runs", queue_two)
     assert main(["spec.yaml"]) == 130
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
-    assert "demo-1-s0, demo-2-s0" in err and "dvc queue stop --kill" in err
+    assert "2 experiment(s)" in err and "(demo-1-s0, demo-2-s0)" in err
+    assert "dvc queue stop --kill" in err and "--collect-only" in err
+
+
+def test_more_jobs_than_cores_warns_and_gives_one_thread_each(tmp_path, monkeypatch, capsys):
+    _fake_queue(monkeypatch, tmp_path, [])
+    monkeypatch.setattr(cli, "cores", lambda: 2)
+    given = {}
+
+    def queue_runs(runs, threads):
+        given["threads"] = threads
+        return [r.name for r in runs]
+
+    monkeypatch.setattr(queue, "queue_runs", queue_runs)
+    monkeypatch.setattr(queue, "wait_for", lambda names, before: {})
+    assert main(["spec.yaml", "--jobs", "3"]) == 1  # no results: the fake ran nothing
+    err = capsys.readouterr().err
+    assert "warning: --jobs 3 on 2 cores" in err and given["threads"] == 1
+    assert not (tmp_path / "ablation").exists()  # nothing written without every result
 
 
 # --- the figure -----------------------------------------------------------------------
@@ -345,11 +391,13 @@ TOY_PIPELINE = {
         }
     }
 }
-TOY_SPEC = {
-    "name": "toy",
-    "seeds": [0, 1],
-    "factors": {"wd": {"train.weight_decay": "1e-3"}, "no_flip": {"train.augment.hflip": False}},
-}
+# written as a user would: PyYAML reads `1e-3` (no dot) as a string, DVC stores 0.001
+TOY_SPEC = """name: toy
+seeds: [0, 1]
+factors:
+  wd: {train.weight_decay: 1e-3}
+  no_flip: {train.augment.hflip: false}
+"""
 
 
 @pytest.fixture()
@@ -360,7 +408,11 @@ def toy(tmp_path, monkeypatch):
     shutil.copy(PROJECT_ROOT / "params.yaml", root / "params.yaml")
     (root / "toy.py").write_text(TOY_STAGE)
     (root / "dvc.yaml").write_text(yaml.safe_dump(TOY_PIPELINE, sort_keys=False))
-    (root / "spec.yaml").write_text(yaml.safe_dump(TOY_SPEC, sort_keys=False))
+    (root / "spec.yaml").write_text(TOY_SPEC)
+    # a factor that restates a default: its rows resolve like row 0's, one experiment for both
+    (root / "same.yaml").write_text(
+        "name: same\nbase: {train.epochs: 7}\nfactors:\n  smooth: {train.label_smoothing: 0.1}\n"
+    )
     git(root, "init", "-q")
     git(root, "config", "user.email", "ci@example.com")
     git(root, "config", "user.name", "ci")
@@ -407,6 +459,7 @@ def test_results_survive_commits_and_only_a_change_of_what_stages_read_reruns(to
     assert table[1]["public_delta"]["mean"] == pytest.approx(0.1)
     assert not table[1]["public_delta"]["within_noise"]
     first = (toy / "ablation/toy/table.md").read_text()
+    assert yaml.safe_load(TOY_SPEC)["factors"]["wd"]["train.weight_decay"] == "1e-3"
     assert "outside noise" in first and "| 0 reference | N | N | 2 |" in first
 
     # commit the table (and a README): nothing is lost, nothing reruns
@@ -433,6 +486,18 @@ def test_results_survive_commits_and_only_a_change_of_what_stages_read_reruns(to
     params["train"]["augment"]["rotate_deg"] = 10.0
     (toy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _commit_all(toy, "rotate back")
+    assert main(["spec.yaml", "--collect-only"]) == 0
+
+    # two rows with the same resolved params: one experiment stands for both
+    capsys.readouterr()
+    assert main(["same.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs (2 rows x 1 seeds), 0 already done, 1 queued (1 with the params" in out
+    same = json.loads((toy / "ablation/same/table.json").read_text())
+    assert [r["runs"][0]["experiment"] for r in same] == ["same-0-s0", "same-0-s0"]
+    # and an experiment of another spec with the same params stands for a run: toy's row 0
+    assert main(["spec.yaml", "--collect-only"]) == 0
+    # and an experiment of another spec with the same params stands for a run: toy's row 0
     assert main(["spec.yaml", "--collect-only"]) == 0
 
     # a stage's code changes: stale again

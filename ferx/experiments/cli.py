@@ -59,25 +59,30 @@ def _canonical(params: dict[str, Any]) -> str:
 
 def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, queue.Experiment]:
     """run name -> the newest finished experiment that stands for it: the same complete
-    resolved params (runtime aside) and the same stage inputs, on any baseline commit."""
+    resolved params (runtime aside) and the same stage inputs, on any baseline commit. Runs
+    that resolve to the same params (a factor that restates a default) share it."""
     blobs = identity.workspace_blobs()
-    pipeline = Path(identity.PIPELINE)
-    text = pipeline.read_text() if pipeline.exists() else None
-    wanted = {_canonical(r.resolved): r for r in runs}
+    path = Path(identity.PIPELINE)
+    pipeline = identity.parse_pipeline(path.read_text() if path.exists() else None)
+    wanted: dict[str, list[Run]] = {}
+    for run in runs:
+        wanted.setdefault(_canonical(run.resolved), []).append(run)
+    ours: dict[str, str] = {}  # per params: dvc.yaml's ${...} may name files after them
     matched: dict[str, queue.Experiment] = {}
     for experiment in sorted(found, key=lambda e: e.timestamp):  # the newest wins
-        if experiment.metrics is None:
+        if experiment.metrics is None or not experiment.params:
             continue
         try:
             key = _canonical(normalised(experiment.params))
         except ParamsError:  # params of another schema: stands for nothing of today's
             continue
-        run = wanted.get(key)
-        if run is None:
+        if key not in wanted:
             continue
-        ours = identity.fingerprint(blobs, identity.inputs_at(text, run.resolved))
-        if identity.commit_fingerprint(experiment.rev, run.resolved) == ours:
-            matched[run.name] = experiment
+        params = wanted[key][0].resolved
+        if key not in ours:
+            ours[key] = identity.fingerprint(blobs, pipeline, params)
+        if identity.commit_fingerprint(experiment.rev, params) == ours[key]:
+            matched |= {run.name: experiment for run in wanted[key]}
     return matched
 
 
@@ -103,8 +108,10 @@ def write_outputs(spec: Spec, records: list[dict[str, Any]], out_dir: Path) -> s
     return text
 
 
-def _interrupted(queued: list[str], spec: Spec) -> int:
-    left = [t.name for t in queue.queue_tasks() if t.name in queued and t.status in queue.ACTIVE]
+def _interrupted(before: set[str], spec: Spec) -> int:
+    left = [
+        t.name for t in queue.queue_tasks() if t.task not in before and t.status in queue.ACTIVE
+    ]
     print(
         f"\nablate: interrupted; {len(left)} experiment(s) still queued or running in DVC's "
         f"queue ({', '.join(left) or 'none'}): they go on without this command; "
@@ -113,6 +120,14 @@ def _interrupted(queued: list[str], spec: Spec) -> int:
         file=sys.stderr,
     )
     return 130
+
+
+def _unique(runs: list[Run]) -> list[Run]:
+    """One run per distinct resolved params: two rows that resolve alike are one experiment."""
+    seen: dict[str, Run] = {}
+    for run in runs:
+        seen.setdefault(_canonical(run.resolved), run)
+    return list(seen.values())
 
 
 def run(
@@ -131,10 +146,17 @@ def run(
     matched = match(runs, queue.experiments())
     failed: dict[str, str] = {}
     if not collect_only:
-        todo = [r for r in runs if r.name not in matched]
+        missing = [r for r in runs if r.name not in matched]
+        todo = _unique(missing)
+        alike = len(missing) - len(todo)
         print(
             f"ablate: {len(runs)} runs ({n_rows} rows x {n_seeds} seeds), "
-            f"{len(runs) - len(todo)} already done, {len(todo)} queued"
+            f"{len(runs) - len(missing)} already done, {len(todo)} queued"
+            + (
+                f" ({alike} with the params of another run: one experiment for both)"
+                if alike
+                else ""
+            )
         )
         if todo:
             available = cores()
@@ -146,20 +168,24 @@ def run(
                 )
             threads = threads_per_job(jobs, available)
             before = {t.task for t in queue.queue_tasks()}
-            queued: list[str] = []
             try:
                 queued = queue.queue_runs(todo, threads)
-                queue.start_workers(jobs)
-                states = queue.wait_for(queued, before)
+                queue.start_workers(jobs, threads)
+                tasks = queue.wait_for(queued, before)
             except KeyboardInterrupt:
-                return _interrupted(queued, spec)
+                return _interrupted(before, spec)
             for todo_run, name in zip(todo, queued, strict=True):
-                if states.get(name) == "Failed":
-                    failed[todo_run.name] = f"{name}: {queue.failure_reason(name)}"
-                elif states.get(name) == "Lost":
-                    failed[todo_run.name] = f"{name}: lost (`dvc queue status` stopped listing it)"
+                task = tasks.get(name)
+                reason = None
+                if task is not None and task.status == "Failed":
+                    reason = f"{name}: {queue.failure_reason(task.task)}"
+                elif task is not None and task.status == "Lost":
+                    reason = f"{name}: lost (`dvc queue status` stopped listing it)"
+                if reason:
+                    key = _canonical(todo_run.resolved)
+                    failed |= {r.name: reason for r in runs if _canonical(r.resolved) == key}
             matched = match(runs, queue.experiments())
-    records = table_records(spec, runs, results(runs, matched))
+    records = table_records(runs, results(runs, matched))
     missing = [r.name for r in runs if r.name not in matched]
     if not missing:
         print(write_outputs(spec, records, out_root / spec.name))
@@ -193,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\nablate: interrupted before anything was queued", file=sys.stderr)
+    except KeyboardInterrupt:  # while reading or writing, with nothing of ours in the queue
+        print(f"\nablate: interrupted; `ferx-ablate {args.spec} --collect-only` redoes the table",
+              file=sys.stderr)  # fmt: skip
         return 130
 
 

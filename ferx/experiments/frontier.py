@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ferx.cost_figure import CostPoint
 from ferx.experiments.spec import Spec
-from ferx.plots import CostPoint
 
 SPLITS = (("public", "PublicTest"), ("private", "PrivateTest"))
 # Published FER2013 results, for orientation only: how each was selected matters as much as
@@ -78,7 +78,8 @@ def _references(ax) -> None:
 
 
 def plot_frontiers(spec: Spec, records: list[dict[str, Any]], path: Path) -> None:
-    from ferx.plots import plot_cost_points, plt, save_figure
+    from ferx.cost_figure import plot_cost_points
+    from ferx.plots import plt, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))
     sources = sorted({str(run.get("source")) for r in records for run in r["runs"]})

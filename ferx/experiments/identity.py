@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -50,17 +51,23 @@ def _expand(text: str, params: dict[str, Any], item: dict[str, Any]) -> str:
     return _VAR.sub(value, text)
 
 
-def _stage_instances(stage: dict[str, Any]) -> list[dict[str, Any]]:
+def _stage_instances(name: str, stage: dict[str, Any]) -> list[dict[str, Any]]:
+    # what this reader understands of dvc.yaml; anything else is refused, never skipped
+    unsupported = sorted({"foreach", "do", "wdir"} & set(stage))
+    if unsupported:
+        raise UserError(f"{PIPELINE}: stage {name}: {unsupported[0]}: not read by ferx-ablate")
     matrix = stage.get("matrix") or {}
+    if not all(isinstance(values, list) for values in matrix.values()):
+        raise UserError(f"{PIPELINE}: stage {name}: matrix values must be written out as lists")
     keys = list(matrix)
     return [dict(zip(keys, c, strict=True)) for c in itertools.product(*matrix.values())] or [{}]
 
 
 def stage_inputs(pipeline: dict[str, Any], params: dict[str, Any]) -> list[str]:
-    """The paths dvc.yaml's stages read and no stage writes, sorted, with dvc.yaml first."""
+    """The paths dvc.yaml's stages read and no stage writes, sorted."""
     deps, outs = set(), set()
-    for stage in (pipeline.get("stages") or {}).values():
-        for item in _stage_instances(stage):
+    for name, stage in (pipeline.get("stages") or {}).items():
+        for item in _stage_instances(name, stage):
             deps |= {_expand(p, params, item) for p in _paths(stage.get("deps"))}
             for kind in ("outs", "metrics", "plots"):
                 outs |= {_expand(p, params, item) for p in _paths(stage.get(kind))}
@@ -68,17 +75,20 @@ def stage_inputs(pipeline: dict[str, Any], params: dict[str, Any]) -> list[str]:
     def written(path: str) -> bool:
         return any(path == out or path.startswith(out.rstrip("/") + "/") for out in outs)
 
-    return [PIPELINE, *sorted(p.rstrip("/") for p in deps if not written(p))]
+    return sorted(p.rstrip("/") for p in deps if not written(p))
 
 
-def fingerprint(blobs: dict[str, str], inputs: list[str]) -> str:
-    """sha256 over (path, blob id) of every file under the inputs, and each input's `.dvc`
-    file (data that `dvc add` tracks: the pointer's bytes hold the data's hash)."""
+def fingerprint(blobs: dict[str, str], pipeline: dict[str, Any], params: dict[str, Any]) -> str:
+    """sha256 over the stages as dvc.yaml defines them (commands, deps, outs; not its comments
+    or top-level plots) and (path, blob id) of every file under the stages' inputs, with each
+    input's `.dvc` file (data that `dvc add` tracks: the pointer's bytes hold the data's hash)."""
+    inputs = stage_inputs(pipeline, params)
 
     def read(path: str) -> bool:
         return any(path in (p, f"{p}.dvc") or path.startswith(f"{p}/") for p in inputs if p != ".")
 
-    lines = sorted(f"{path} {blob}" for path, blob in blobs.items() if read(path))
+    lines = [json.dumps(pipeline.get("stages") or {}, sort_keys=True)]
+    lines += sorted(f"{path} {blob}" for path, blob in blobs.items() if read(path))
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -103,18 +113,13 @@ def workspace_blobs(root: Path = Path(".")) -> dict[str, str]:
     return dict(zip(paths, ids.split(), strict=True))
 
 
-def inputs_at(pipeline_text: str | None, params: dict[str, Any]) -> list[str]:
-    if not pipeline_text:
+def parse_pipeline(text: str | None) -> dict[str, Any]:
+    if not text:
         raise UserError(f"{PIPELINE}: not found")
-    return stage_inputs(yaml.safe_load(pipeline_text) or {}, params)
+    return yaml.safe_load(text) or {}
 
 
 def commit_fingerprint(rev: str, params: dict[str, Any]) -> str:
     """The fingerprint of what an experiment's stages read, from its commit."""
-    pipeline = _git("show", f"{rev}:{PIPELINE}")
-    return fingerprint(commit_blobs(rev), inputs_at(pipeline, params))
-
-
-def workspace_fingerprint(params: dict[str, Any], root: Path = Path(".")) -> str:
-    text = (root / PIPELINE).read_text() if (root / PIPELINE).exists() else None
-    return fingerprint(workspace_blobs(root), inputs_at(text, params))
+    pipeline = parse_pipeline(_git("show", f"{rev}:{PIPELINE}"))
+    return fingerprint(commit_blobs(rev), pipeline, params)

@@ -145,14 +145,18 @@ def queue_tasks() -> list[Task]:
 
 
 def queue_runs(
-    runs: list[Run], threads: int | None, say: Callable[[str], None] = print
+    runs: list[Run],
+    threads: int | None,
+    queued: list[str] | None = None,
+    say: Callable[[str], None] = print,
 ) -> list[str]:
     """Queue each run as a DVC experiment under its name (a name this commit already uses for
     other results gets a suffix: no finished experiment is removed or overwritten); the names
-    they were queued under, in order."""
-    taken = {e.name for e in experiments() if e.baseline == head()}
+    they were queued under, in order, also appended to `queued` as they go (for Ctrl-C)."""
+    queued = [] if queued is None else queued
+    baseline = head()
+    taken = {e.name for e in experiments() if e.baseline == baseline}
     taken |= {t.name for t in queue_tasks() if t.status in ACTIVE}
-    queued = []
     for run in runs:
         name, n = run.name, 1
         while name in taken:
@@ -170,14 +174,19 @@ def queue_runs(
     return queued
 
 
-def start_workers(jobs: int) -> None:
+def start_workers(jobs: int, threads: int | None = None) -> None:
+    """`dvc queue start -j jobs`. With `threads`, the workers (and every stage they run, not
+    only those that read runtime.threads) get OMP_NUM_THREADS / MKL_NUM_THREADS = threads."""
+    env = dvc_env()
+    if threads is not None:
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     # Not captured: the workers `queue start` launches inherit its output, and a captured
     # pipe would stay open (and this call blocked) until the last experiment ends.
     started = subprocess.run(
         [sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=dvc_env(),
+        env=env,
     )
     if started.returncode != 0:
         raise UserError(f"dvc queue start -j {jobs} failed (exit {started.returncode})")
@@ -189,8 +198,9 @@ def wait_for(
     poll: float = 2.0,
     lost_after: float = 120.0,
     tasks: Callable[[], list[Task]] = queue_tasks,
-) -> dict[str, str]:
-    """Wait until none of `names` is queued or running, with a progress line; final states.
+) -> dict[str, Task]:
+    """Wait until none of `names` is queued or running, with a progress line; each name's
+    final task (status Success, Failed, or Lost with no task id).
 
     Tasks are told apart by their id, so an old Success listed beside a re-queued Running
     entry of the same name does not end the wait. A name can be missing from
@@ -202,7 +212,7 @@ def wait_for(
     while True:
         ours = [t for t in tasks() if t.name in names and t.task not in before]
         active = {t.name for t in ours if t.status in ACTIVE}
-        states = {t.name: t.status for t in ours if t.status in FINISHED and t.name not in active}
+        states = {t.name: t for t in ours if t.status in FINISHED and t.name not in active}
         finished = len(states)
         now = time.monotonic()
         elapsed = now - start
@@ -222,13 +232,13 @@ def wait_for(
             idle_since = now
         elif now - idle_since >= lost_after:
             print()
-            return {**{n: "Lost" for n in names}, **states}
+            return {**{n: Task("", n, "Lost") for n in names}, **states}
         time.sleep(poll)
 
 
-def failure_reason(name: str) -> str:
-    """The last error line of a failed experiment's log."""
-    log = dvc("queue", "logs", name, check=False)
+def failure_reason(task: str) -> str:
+    """The last error line of a failed queue task's log (by task id: a name may have several)."""
+    log = dvc("queue", "logs", task, check=False)
     lines = [line.strip() for line in (log.stdout + log.stderr).splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()]
     return (errors or lines or ["failed (no log)"])[-1][:300]

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ferx.experiments.queue import Experiment
+from ferx.experiments.queue import Experiment, set_value
 from ferx.experiments.spec import Row, Run, Spec
-from ferx.experiments.stats import Difference, mean_std, paired_bootstrap
+from ferx.experiments.stats import REPLICATES, Difference, mean_std, paired_bootstrap
 from ferx.params import TTA_VIEWS
 
 # The model whose numbers a row reports: the one the train stage makes (architecture and
@@ -32,8 +32,9 @@ FIGURES = (
 )
 INTERVAL_NOTE = (
     "Δ: the row's PublicTest accuracy minus row 0's (mean over seeds), with a 95% interval "
-    "from a paired hierarchical bootstrap (4,000 replicates; each resamples the PublicTest "
-    "faces, the same faces for both rows, and each row's seeds, with replacement; percentile "
+    f"from a paired hierarchical bootstrap ({REPLICATES:,} replicates; each resamples the "
+    "PublicTest faces, the same faces for both rows, and each row's seeds, with replacement; "
+    "percentile "
     "interval; Efron & Tibshirani 1993, Bouthillier et al. 2021). An interval that holds 0 "
     "is within the noise: the table cannot tell that row from row 0. With one seed it counts "
     "only the test set's noise."
@@ -81,10 +82,10 @@ def _difference(row: list[Result], reference: list[Result]) -> Difference | None
 
 
 def row_record(
-    spec: Spec, row: Row, runs: list[Run], results: list[Result], reference: list[Result]
+    row: Row, runs: list[Run], results: list[Result], reference: list[Result]
 ) -> dict[str, Any]:
     missing = [run.name for run in runs if run.name not in {r.run.name for r in results}]
-    record: dict[str, Any] = {"row": row.index, "label": row.label, **row.on}
+    record: dict[str, Any] = {"row": row.index, "label": row.label, "on": dict(row.on)}
     record["status"] = "done" if not missing else "incomplete"
     record["seeds"] = [r.run.seed for r in results]
     record["runs"] = [
@@ -106,7 +107,12 @@ def row_record(
         if pooled is not None:
             record[key] = pooled
     tta = {(r.experiment.params.get("evaluate") or {}).get("tta") for r in results}
-    if "public_tta_accuracy" in record and len(tta) == 1 and (name := tta.pop()):
+    if (
+        "public_tta_accuracy" in record
+        and "gflops" in record
+        and len(tta) == 1
+        and (name := tta.pop())
+    ):
         record["tta"] = name
         record["tta_gflops"] = record["gflops"]["mean"] * TTA_VIEWS.get(name, 1)
     if row.index > 0:
@@ -121,7 +127,7 @@ def row_record(
     return record
 
 
-def table_records(spec: Spec, runs: list[Run], results: list[Result]) -> list[dict[str, Any]]:
+def table_records(runs: list[Run], results: list[Result]) -> list[dict[str, Any]]:
     by_row: dict[int, list[Run]] = {}
     for run in runs:
         by_row.setdefault(run.row.index, []).append(run)
@@ -129,7 +135,7 @@ def table_records(spec: Spec, runs: list[Run], results: list[Result]) -> list[di
     pooled = {i: [done[r.name] for r in rs if r.name in done] for i, rs in by_row.items()}
     reference = pooled.get(0, [])
     rows = {run.row.index: run.row for run in runs}
-    return [row_record(spec, rows[i], by_row[i], pooled[i], reference) for i in sorted(rows)]
+    return [row_record(rows[i], by_row[i], pooled[i], reference) for i in sorted(rows)]
 
 
 def _pct(figure: dict[str, float] | None, seeds: int) -> str:
@@ -147,8 +153,6 @@ def _delta(delta: dict[str, Any] | None) -> str:
 
 
 def _spec_settings(spec: Spec) -> tuple[str, str]:
-    from ferx.experiments.queue import set_value
-
     settings = "; ".join(
         f"{f}: " + ", ".join(f"{k}={set_value(v)}" for k, v in s.items())
         for f, s in spec.factors.items()
@@ -168,7 +172,8 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         n = len(r["seeds"])
-        cells = [f"{r['row']} {r['label']}", *("Y" if r[f] else "N" for f in factors), str(n)]
+        cells = [f"{r['row']} {r['label']}", *("Y" if r["on"][f] else "N" for f in factors)]
+        cells.append(str(n))
         cells += [_pct(r.get("public_accuracy"), n), _delta(r.get("public_delta"))]
         cells += [_pct(r.get(k), n) for k in ("public_macro_f1", "private_accuracy")]
         cells += [_pct(r.get("private_macro_f1"), n)]
