@@ -79,4 +79,11 @@ def plot_cost_points(ax, points: list[CostPoint]) -> None:
             color=color,
         )
     ax.set_xscale("log")
+    # costs often span less than a decade: label 1, 2 and 5 times powers of ten, in plain
+    # numbers, and leave the minor ticks unlabelled (matplotlib would label each of them)
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3, which="both")

@@ -98,6 +98,8 @@ def plot_frontiers(spec: Spec, records: list[dict[str, Any]], path: Path) -> Non
             role = "choose here"
         else:
             _references(ax)
+            top = max([100 * ref["accuracy"] for ref in REFERENCES] + [p.accuracy for p in points])
+            ax.set_ylim(top=top + 3)  # room for the published level lines' labels
             role = "reported, chooses nothing; red: published"
         ax.set(
             xlabel="GFLOPs per 48x48 face (fvcore; log scale); hollow: with TTA",
