@@ -246,6 +246,23 @@ def test_waiting_outlasts_a_row_missing_while_a_worker_takes_it(capsys):
     assert "2/2 experiments done" in capsys.readouterr().out
 
 
+def test_a_worker_that_ends_while_runs_wait_is_replaced():
+    # two workers asked for; one ends, and one task waits while one runs
+    short = [("t0", "r-0", "Running"), ("t1", "r-1", "Queued"), ("t2", "r-2", "Queued")]
+    queue_ = _Queue([short] * 4 + [[(t, n, "Success") for t, n, _ in short]])
+    restarts = []
+    states = wait_for(["r-0", "r-1", "r-2"], set(), poll=0, tasks=queue_, jobs=2,
+                      restart=lambda: restarts.append(1), restart_after=0)  # fmt: skip
+    assert len(restarts) >= 1 and _statuses(states)["r-2"] == "Success"
+    # with as many running as asked for, nothing is restarted
+    full = [("t0", "r-0", "Running"), ("t1", "r-1", "Running"), ("t2", "r-2", "Queued")]
+    queue_ = _Queue([full] * 4 + [[(t, n, "Success") for t, n, _ in full]])
+    restarts.clear()
+    wait_for(["r-0", "r-1", "r-2"], set(), poll=0, tasks=queue_, jobs=2,
+             restart=lambda: restarts.append(1), restart_after=0)  # fmt: skip
+    assert restarts == []
+
+
 def test_a_row_that_never_comes_back_is_reported_lost():
     queue_ = _Queue([[("t0", "r-0", "Success")]])
     states = wait_for(["r-0", "r-1"], set(), poll=0.01, lost_after=0.05, tasks=queue_)
@@ -324,7 +341,7 @@ def test_more_jobs_than_cores_warns_and_gives_one_thread_each(tmp_path, monkeypa
         return [r.name for r in runs]
 
     monkeypatch.setattr(queue, "queue_runs", queue_runs)
-    monkeypatch.setattr(queue, "wait_for", lambda names, before: {})
+    monkeypatch.setattr(queue, "wait_for", lambda names, before, **kwargs: {})
     assert main(["spec.yaml", "--jobs", "3"]) == 1  # no results: the fake ran nothing
     err = capsys.readouterr().err
     assert "warning: --jobs 3 on 2 cores" in err and given["threads"] == 1

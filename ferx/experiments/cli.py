@@ -171,7 +171,9 @@ def run(
             try:
                 queued = queue.queue_runs(todo, threads)
                 queue.start_workers(jobs, threads)
-                tasks = queue.wait_for(queued, before)
+                tasks = queue.wait_for(
+                    queued, before, jobs=jobs, restart=lambda: queue.start_workers(jobs, threads)
+                )
             except KeyboardInterrupt:
                 return _interrupted(before, spec)
             for todo_run, name in zip(todo, queued, strict=True):

@@ -198,6 +198,9 @@ def wait_for(
     poll: float = 2.0,
     lost_after: float = 120.0,
     tasks: Callable[[], list[Task]] = queue_tasks,
+    jobs: int = 1,
+    restart: Callable[[], None] | None = None,
+    restart_after: float = 60.0,
 ) -> dict[str, Task]:
     """Wait until none of `names` is queued or running, with a progress line; each name's
     final task (status Success, Failed, or Lost with no task id).
@@ -206,9 +209,14 @@ def wait_for(
     entry of the same name does not end the wait. A name can be missing from
     `dvc queue status` for a moment while a worker takes it, so a missing name is waited for;
     one missing for `lost_after` seconds while nothing of ours is active is reported Lost.
-    `before`: the task ids listed before these runs were queued (not theirs)."""
+    `before`: the task ids listed before these runs were queued (not theirs).
+
+    A DVC queue worker can end while tasks are still queued (seen on FER2013 with -j 2: one of
+    two workers stopped and the rest ran one at a time): when fewer than `jobs` of ours run
+    while some wait, for `restart_after` seconds, `restart` is called (`dvc queue start`
+    only adds the missing workers)."""
     start = time.monotonic()
-    idle_since = None
+    idle_since = short_since = None
     while True:
         ours = [t for t in tasks() if t.name in names and t.task not in before]
         active = {t.name for t in ours if t.status in ACTIVE}
@@ -226,6 +234,15 @@ def wait_for(
         if finished == len(names):
             print()
             return states
+        running = sum(t.status == "Running" for t in ours)
+        waiting = sum(t.status == "Queued" for t in ours)
+        if restart is None or not waiting or running >= jobs:
+            short_since = None
+        elif short_since is None:
+            short_since = now
+        elif now - short_since >= restart_after:
+            restart()
+            short_since = None
         if active:
             idle_since = None
         elif idle_since is None:
