@@ -132,6 +132,30 @@ def test_runs_are_rows_times_seeds_with_complete_normalised_params(tmp_path):
     assert [r.seed for r in make_runs(spec, current, seeds=(7,))] == [7, 7]
 
 
+def test_stage_inputs_expand_params_and_matrices_and_leave_out_what_stages_write():
+    from ferx.errors import UserError
+    from ferx.experiments.identity import stage_inputs
+
+    pipeline = {
+        "stages": {
+            "prep": {"deps": ["prep.py", "${prepare.raw}"], "outs": ["${prepare.out_dir}"]},
+            "evaluate": {
+                "matrix": {"split": ["a", "b"]},
+                "deps": ["ev.py", "${prepare.out_dir}/${item.split}.npz", "extra/${item.split}"],
+                "outs": [{"metrics/${item.split}.json": {"cache": False}}],
+            },
+        }
+    }
+    params = {"prepare": {"raw": "data/raw", "out_dir": "data/prepared"}}
+    assert stage_inputs(pipeline, params) == [
+        "data/raw", "ev.py", "extra/a", "extra/b", "prep.py"
+    ]  # fmt: skip
+    for stage in ({"foreach": [1], "do": {}}, {"wdir": "sub", "deps": []},
+                  {"matrix": {"m": "${models}"}, "deps": []}):  # fmt: skip
+        with pytest.raises(UserError, match="stage x"):
+            stage_inputs({"stages": {"x": stage}}, params)
+
+
 # --- statistics -----------------------------------------------------------------------
 
 
@@ -324,11 +348,17 @@ def test_ctrl_c_says_what_still_runs_in_one_line(tmp_path, monkeypatch, capsys, 
             raise KeyboardInterrupt
 
         monkeypatch.setattr(queue, "queue_runs", queue_two)
+    removed = []
+    monkeypatch.setattr(queue, "dvc", lambda *args, check=True: removed.append(args))
     assert main(["spec.yaml"]) == 130
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
-    assert "2 experiment(s)" in err and "(demo-1-s0, demo-2-s0)" in err
-    assert "dvc queue stop --kill" in err and "--collect-only" in err
+    if during == "wait":  # workers run them: say so, and how to stop or collect them
+        assert "2 experiment(s)" in err and "(demo-1-s0, demo-2-s0)" in err
+        assert "dvc queue stop --kill" in err and "--collect-only" in err and not removed
+    else:  # no worker started yet: what was queued is taken back (not another command's)
+        assert "removed the 2 run(s) queued so far, nothing ran" in err
+        assert removed == [("queue", "remove", "t1", "t2")]
 
 
 def test_more_jobs_than_cores_warns_and_gives_one_thread_each(tmp_path, monkeypatch, capsys):
@@ -512,9 +542,10 @@ def test_results_survive_commits_and_only_a_change_of_what_stages_read_reruns(to
     assert "2 runs (2 rows x 1 seeds), 0 already done, 1 queued (1 with the params" in out
     same = json.loads((toy / "ablation/same/table.json").read_text())
     assert [r["runs"][0]["experiment"] for r in same] == ["same-0-s0", "same-0-s0"]
-    # and an experiment of another spec with the same params stands for a run: toy's row 0
-    assert main(["spec.yaml", "--collect-only"]) == 0
-    # and an experiment of another spec with the same params stands for a run: toy's row 0
+    # dvc.yaml counts by its stages, not its bytes: a comment makes nothing stale
+    with (toy / "dvc.yaml").open("a") as pipeline:
+        pipeline.write("# a comment\n")
+    _commit_all(toy, "a comment in dvc.yaml")
     assert main(["spec.yaml", "--collect-only"]) == 0
 
     # a stage's code changes: stale again
@@ -522,7 +553,10 @@ def test_results_survive_commits_and_only_a_change_of_what_stages_read_reruns(to
     assert main(["spec.yaml", "--collect-only"]) == 1
     (toy / "toy.py").write_text(TOY_STAGE)
     # and the data (a `dvc add`-style pointer beside the data folder's files)
+    # (untracked files do not reach a queued experiment: only once git tracks it does it count)
     (toy / "data/raw/fer2013.csv.dvc").write_text("outs:\n- md5: 0123\n  path: fer2013.csv\n")
+    assert main(["spec.yaml", "--collect-only"]) == 0
+    git(toy, "add", "data/raw/fer2013.csv.dvc")
     assert main(["spec.yaml", "--collect-only"]) == 1
 
 

@@ -81,7 +81,11 @@ def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, queue.Exp
         params = wanted[key][0].resolved
         if key not in ours:
             ours[key] = identity.fingerprint(blobs, pipeline, params)
-        if identity.commit_fingerprint(experiment.rev, params) == ours[key]:
+        try:
+            theirs = identity.commit_fingerprint(experiment.rev, params)
+        except UserError:  # an old commit's dvc.yaml this reader refuses: stands for nothing
+            continue
+        if theirs == ours[key]:
             matched |= {run.name: experiment for run in wanted[key]}
     return matched
 
@@ -108,13 +112,22 @@ def write_outputs(spec: Spec, records: list[dict[str, Any]], out_dir: Path) -> s
     return text
 
 
-def _interrupted(before: set[str], spec: Spec) -> int:
-    left = [
-        t.name for t in queue.queue_tasks() if t.task not in before and t.status in queue.ACTIVE
-    ]
+def _interrupted(before: set[str], spec: Spec, started: bool) -> int:
+    try:
+        ours = [t for t in queue.queue_tasks() if t.task not in before and t.status in queue.ACTIVE]
+        if not started:  # no worker was started: take back what was queued, nothing ran
+            if ours:
+                queue.dvc("queue", "remove", *[t.task for t in ours], check=False)
+            print(f"\nablate: interrupted while queueing; removed the {len(ours)} run(s) "
+                  "queued so far, nothing ran", file=sys.stderr)  # fmt: skip
+            return 130
+    except UserError as exc:
+        print(f"\nablate: interrupted; the queue could not be read ({exc})", file=sys.stderr)
+        return 130
+    names = ", ".join(t.name for t in ours) or "none"
     print(
-        f"\nablate: interrupted; {len(left)} experiment(s) still queued or running in DVC's "
-        f"queue ({', '.join(left) or 'none'}): they go on without this command; "
+        f"\nablate: interrupted; {len(ours)} experiment(s) still queued or running in DVC's "
+        f"queue ({names}): they go on without this command; "
         "`dvc queue stop --kill` stops them, "
         f"`ferx-ablate {spec.path} --collect-only` reads what finished",
         file=sys.stderr,
@@ -168,17 +181,24 @@ def run(
                 )
             threads = threads_per_job(jobs, available)
             before = {t.task for t in queue.queue_tasks()}
+            started = False
             try:
                 queued = queue.queue_runs(todo, threads)
+                started = True  # from here on the workers may have taken runs
                 queue.start_workers(jobs, threads)
                 tasks = queue.wait_for(
                     queued, before, jobs=jobs, restart=lambda: queue.start_workers(jobs, threads)
                 )
             except KeyboardInterrupt:
-                return _interrupted(before, spec)
+                return _interrupted(before, spec, started)
             for todo_run, name in zip(todo, queued, strict=True):
                 task = tasks.get(name)
                 reason = None
+                if task is not None and task.status == "Success":
+                    reason = (
+                        f"{name}: finished, but its commit's stage inputs or params differ "
+                        "from the workspace's now (edited while it ran?)"
+                    )
                 if task is not None and task.status == "Failed":
                     reason = f"{name}: {queue.failure_reason(task.task)}"
                 elif task is not None and task.status == "Lost":

@@ -103,9 +103,9 @@ def commit_blobs(rev: str) -> dict[str, str]:
 
 
 def workspace_blobs(root: Path = Path(".")) -> dict[str, str]:
-    """path -> blob id of the files a queued experiment would take from the workspace: those
-    git tracks and the untracked ones it does not ignore (as `git stash -u` sees them)."""
-    listed = _git("-C", str(root), "ls-files", "-z", "-c", "-o", "--exclude-standard")
+    """path -> blob id of the files a queued experiment takes from the workspace: those git
+    tracks, as they are now (DVC's queue stashes tracked changes, not untracked files)."""
+    listed = _git("-C", str(root), "ls-files", "-z", "-c")
     paths = sorted({p for p in listed.split("\0") if p and (root / p).is_file()})
     if not paths:
         return {}
