@@ -17,6 +17,7 @@ with warnings.catch_warnings():  # fvcore's import scripts a helper with torch.j
     warnings.simplefilter("ignore", FutureWarning)
     from fvcore.nn import FlopCountAnalysis
 
+from ferx.inference import model_kept_as_is
 from ferx.labels import IMAGE_SIDE
 from ferx.model import count_parameters
 
@@ -29,14 +30,16 @@ def count_flops(
     """fvcore's flop count for one side x side grayscale image (1 multiply-add = 1 flop);
     with_unsupported: also the operators fvcore skipped (name -> count), which the cost
     report lists instead of a wall of warnings (elementwise ops, pooling, normalisation)."""
-    model = model.eval().to(memory_format=torch.contiguous_format)
-    analysis = FlopCountAnalysis(model, torch.zeros(1, 1, side, side))
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    logging.getLogger("fvcore").setLevel(logging.ERROR)
-    total = int(analysis.total())
+    with model_kept_as_is(model):
+        model.eval().to(memory_format=torch.contiguous_format)
+        analysis = FlopCountAnalysis(model, torch.zeros(1, 1, side, side))
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        logging.getLogger("fvcore").setLevel(logging.ERROR)
+        total = int(analysis.total())
+        unsupported = dict(sorted(analysis.unsupported_ops().items()))
     if not with_unsupported:
         return total
-    return total, dict(sorted(analysis.unsupported_ops().items()))
+    return total, unsupported
 
 
 def _median_ms(call, runs: int, warmup: int) -> float:
@@ -62,19 +65,21 @@ def _images_per_second(call, batch: int, seconds: float) -> float:
 @torch.inference_mode()
 def latency_ms(model: torch.nn.Module, runs: int = 200, warmup: int = 20) -> float:
     """Median wall time of one single-image forward pass, after warm-up."""
-    model.eval()
     x = torch.rand(1, 1, IMAGE_SIDE, IMAGE_SIDE) * 255
-    return _median_ms(lambda: model(x), runs, warmup)
+    with model_kept_as_is(model):
+        model.eval()
+        return _median_ms(lambda: model(x), runs, warmup)
 
 
 @torch.inference_mode()
 def throughput(model: torch.nn.Module, batch: int = 128, seconds: float = 3.0) -> float:
     """Images per second at a large batch (channels_last, as evaluation runs)."""
-    model.eval().to(memory_format=torch.channels_last)
     x = (torch.rand(batch, 1, IMAGE_SIDE, IMAGE_SIDE) * 255).contiguous(
         memory_format=torch.channels_last
     )
-    return _images_per_second(lambda: model(x), batch, seconds)
+    with model_kept_as_is(model):
+        model.eval().to(memory_format=torch.channels_last)
+        return _images_per_second(lambda: model(x), batch, seconds)
 
 
 def onnxruntime_speed(

@@ -20,9 +20,14 @@ def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y.astype(np.int64)
 
 
-def data_source(prepare_metrics: str | Path = "metrics/prepare.json") -> str:
+# Beside the splits, what they were made from: only what changes a result downstream, so a
+# renamed data file or new probe faces leave it (and every training) as it was.
+SOURCE_FILE = "source.json"
+
+
+def data_source(prepared_dir: str | Path) -> str:
     """'real' or 'synthetic', as prepare recorded it, so every metric says what it measured."""
     try:
-        return json.loads(Path(prepare_metrics).read_text())["source"]
-    except (OSError, ValueError, KeyError):
+        return json.loads((Path(prepared_dir) / SOURCE_FILE).read_text())["source"]
+    except (OSError, ValueError, KeyError, TypeError):
         return "unknown"

@@ -86,8 +86,21 @@ def _without_inplace_relu(model: torch.nn.Module) -> None:
 
 def explain_batch(model: torch.nn.Module, images: np.ndarray) -> dict[str, np.ndarray]:
     """probabilities (N x 7), predicted class, Grad-CAM (N x 48 x 48, 0..1), guided backprop
-    and guided Grad-CAM (N x 48 x 48, signed) for uint8 images N x 48 x 48."""
-    model = model.eval().to(memory_format=torch.contiguous_format)
+    and guided Grad-CAM (N x 48 x 48, signed) for uint8 images N x 48 x 48. The model comes
+    back in the mode, layout and ReLUs it came in."""
+    from ferx.inference import model_kept_as_is
+
+    relus = [m for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+    inplace = [m.inplace for m in relus]
+    try:
+        with model_kept_as_is(model):
+            return _explain(model.eval().to(memory_format=torch.contiguous_format), images)
+    finally:
+        for module, flag in zip(relus, inplace, strict=True):
+            module.inplace = flag
+
+
+def _explain(model: torch.nn.Module, images: np.ndarray) -> dict[str, np.ndarray]:
     _without_inplace_relu(model)
     x = torch.from_numpy(images).float().unsqueeze(1)
     with torch.no_grad():
@@ -118,7 +131,7 @@ def _unit_range(maps: np.ndarray) -> np.ndarray:
 
 
 def summarise(
-    probes: list[Probe], result: dict[str, np.ndarray], model: str, folder: str
+    probes: list[Probe], result: dict[str, np.ndarray], model: str, folder: str | Path
 ) -> dict[str, Any]:
     """The per-image JSON: true and predicted label, class probabilities, correct or not."""
     images = []
@@ -139,7 +152,7 @@ def summarise(
     correct = sum(image["correct"] for image in images)
     return {
         "model": model,
-        "probes": folder,
+        "probes": str(folder),
         "n_images": len(images),
         "share_correct": correct / len(images),
         "images": images,

@@ -29,29 +29,39 @@ class OnnxModelError(UserError):
 
 def export_onnx(model, path: str | Path, meta: dict[str, Any] | None = None) -> None:
     """Write `model` (a ferx network) as ONNX with a dynamic batch, atomically."""
-    import onnx
     import torch
 
-    arch = getattr(getattr(model, "config", None), "arch", type(model).__name__)
-    model = model.eval().to(memory_format=torch.contiguous_format)
-    example = torch.zeros(2, 1, IMAGE_SIDE, IMAGE_SIDE)
+    from ferx.inference import model_kept_as_is
+
     try:
-        # torch's own exporter (torch.export + onnxscript): the TorchScript one is deprecated
-        program = torch.onnx.export(
-            model,
-            (example,),
-            input_names=[INPUT],
-            output_names=[OUTPUT],
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-            opset_version=OPSET,
-            dynamo=True,
-            verbose=False,
-            report=False,
-        )
-        proto = program.model_proto
-    except Exception as exc:  # the exporter raises many kinds; the user needs which and why
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise OnnxModelError(f"the {arch} network cannot be exported to ONNX: {first}") from exc
+        import onnx
+        import onnxscript  # noqa: F401  (torch's exporter needs it; say so before it fails)
+    except ImportError as exc:
+        raise OnnxModelError(
+            f"ONNX export needs the onnx and onnxscript packages ({exc}); reinstall with "
+            "`pip install -e .`"
+        ) from None
+    arch = getattr(getattr(model, "config", None), "arch", type(model).__name__)
+    example = torch.zeros(2, 1, IMAGE_SIDE, IMAGE_SIDE)
+    with model_kept_as_is(model):  # the caller's model keeps its mode and layout
+        model.eval().to(memory_format=torch.contiguous_format)
+        try:
+            # torch's own exporter (torch.export + onnxscript): the TorchScript one is deprecated
+            program = torch.onnx.export(
+                model,
+                (example,),
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                opset_version=OPSET,
+                dynamo=True,
+                verbose=False,
+                report=False,
+            )
+            proto = program.model_proto
+        except torch.onnx.errors.OnnxExporterError as exc:  # the network, not the installation
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise OnnxModelError(f"the {arch} network cannot be exported to ONNX: {first}") from exc
     info = {"arch": arch, "class_names": list(CLASS_NAMES), **(meta or {})}
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(info, sort_keys=True)
@@ -96,6 +106,34 @@ class OnnxModel:
             for i in range(0, len(x), batch_size)
         ]
         return np.concatenate(out) if out else np.empty((0, len(CLASS_NAMES)), np.float32)
+
+
+def export_checked(
+    model,
+    target: str | Path,
+    images: np.ndarray,
+    tolerance: float,
+    meta: dict[str, Any] | None = None,
+    batch_size: int = 128,
+) -> dict:
+    """Export `model`, check ONNX Runtime against PyTorch on `images`, and only then put the
+    file at `target` (a failed check leaves no file there); the check's figures."""
+    target = Path(target)
+    target.unlink(missing_ok=True)  # never an earlier export beside a failed one
+    unchecked = target.with_name(f".{target.stem}.unchecked{target.suffix}")
+    try:
+        export_onnx(model, unchecked, meta)
+        check = parity(model, OnnxModel(unchecked), images, batch_size)
+        if check["max_abs_logit_diff"] > tolerance:
+            raise OnnxModelError(
+                f"{target}: ONNX Runtime's logits differ from PyTorch's by up to "
+                f"{check['max_abs_logit_diff']:.2e} (> {tolerance}) on {check['n_images']} "
+                "faces; nothing written"
+            )
+        unchecked.replace(target)
+    finally:
+        unchecked.unlink(missing_ok=True)
+    return check
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

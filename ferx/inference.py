@@ -3,6 +3,9 @@ and test-time augmentation (TTA), which averages the class probabilities of seve
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
@@ -11,6 +14,30 @@ from ferx.params import TTA_VIEWS
 
 def memory_format(name: str) -> torch.memory_format:
     return torch.channels_last if name == "channels_last" else torch.contiguous_format
+
+
+@contextmanager
+def model_kept_as_is(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Inside: switch `model` to eval mode or another memory layout at will; after: every
+    module's train/eval mode and every parameter's and buffer's tensor are as they were. A
+    helper that measures or exports a model must not hand back a different one (a training
+    loop would carry on in eval mode, or in a layout it did not choose)."""
+    modes = [(module, module.training) for module in model.modules()]
+    parameters = [(p, p.data) for p in model.parameters()]
+    buffers = [
+        (module, name, tensor)
+        for module in model.modules()
+        for name, tensor in module._buffers.items()
+    ]
+    try:
+        yield model
+    finally:
+        for parameter, data in parameters:
+            parameter.data = data  # .to(memory_format) swaps .data and keeps the Parameter
+        for module, name, tensor in buffers:
+            module._buffers[name] = tensor  # .to() puts new buffer tensors in their place
+        for module, training in modes:
+            module.training = training
 
 
 def predict_logits(
@@ -23,19 +50,18 @@ def predict_logits(
     """Logits for uint8 images (N x 1 x H x W), in eval mode, in batches; float32 on CPU."""
     device = device or next(model.parameters()).device
     fmt = memory_format(layout)
-    was_training = model.training
-    model.eval()
-    # outside inference mode: a layout change made inside it would turn the parameters into
-    # inference tensors, which autograd refuses if the model is trained afterwards
-    model.to(memory_format=fmt)
-    with torch.inference_mode():
-        out = [
-            model(x[i : i + batch_size].to(device, torch.float32).contiguous(memory_format=fmt))
-            .float()
-            .cpu()
-            for i in range(0, len(x), batch_size)
-        ]
-    model.train(was_training)
+    with model_kept_as_is(model):
+        model.eval()
+        # outside inference mode: a layout change made inside it would turn the parameters
+        # into inference tensors, which autograd refuses if the model is trained afterwards
+        model.to(memory_format=fmt)
+        with torch.inference_mode():
+            out = [
+                model(x[i : i + batch_size].to(device, torch.float32).contiguous(memory_format=fmt))
+                .float()
+                .cpu()
+                for i in range(0, len(x), batch_size)
+            ]
     return torch.cat(out) if out else torch.empty(0, 7)
 
 

@@ -83,8 +83,9 @@ class Pointwise(nn.Conv2d):
     convolution corrupted the heap in backward for batch sizes not divisible by 8 (a segfault
     mid-epoch, on the ragged last batch), and its NCHW 1x1 kernel is slow at these channel
     counts (21 ms vs 12 ms for a matmul, forward+backward at 64x16x44x44). As a GEMM over NHWC
-    memory the 1x1 convolution is safe and lets the whole model run channels_last, about
-    1.5x NCHW's training speed (bench/bench_train.py: 786 vs 515 images/s).
+    memory the 1x1 convolution is safe and lets the whole model run channels_last: 1.35x
+    NCHW's training images/s at batch 32 on the default network (BENCHMARKS.md,
+    bench/bench_train.py).
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:

@@ -28,6 +28,7 @@ from ferx.faces import IMAGE_SUFFIXES, crop_with_margin, find_faces, to_face_arr
 from ferx.labels import CLASS_NAMES, IMAGE_SIDE
 
 DEFAULT_MODELS = (Path("models/improved.pt"), Path("models/baseline.pt"))
+MARGIN_RANGE = (0.0, 1.0)  # share of the face box added on each side; below -0.5 nothing is left
 
 
 @dataclass
@@ -152,18 +153,33 @@ def format_table(predictions: list[Prediction]) -> str:
     return "\n".join(lines)
 
 
-def write_gradcam(out: Path, predictions, faces, result) -> list[Path]:
-    """One overlay PNG per classified image: OUT.png for one image, OUT_<name>.png for several."""
+def gradcam_targets(out: Path, files: list[Path]) -> dict[Path, Path]:
+    """Where each image's overlay goes: OUT.png for one image, OUT_<name>.png for several,
+    OUT_<name>-2.png, -3, ... for later images whose names repeat an earlier one's (a/x.png
+    and b/x.jpg), so no overlay is written over another."""
+    if len(files) == 1:
+        return {files[0]: out}
+    targets: dict[Path, Path] = {}
+    taken: set[Path] = set()
+    for file in files:
+        stem, n = f"{out.stem}_{file.stem}", 1
+        target = out.with_name(f"{stem}{out.suffix or '.png'}")
+        while target in taken:
+            n += 1
+            target = out.with_name(f"{stem}-{n}{out.suffix or '.png'}")
+        taken.add(target)
+        targets[file] = target
+    return targets
+
+
+def write_gradcam(targets: dict[Path, Path], predictions, faces, result) -> list[tuple[Path, Path]]:
+    """One overlay PNG per classified image, at the path `gradcam_targets` gave it."""
     from ferx.plots import plt, save_figure
 
     ok = [p for p in predictions if p.error is None]
     written = []
     for i, prediction in enumerate(ok):
-        target = (
-            out
-            if len(ok) == 1
-            else out.with_name(f"{out.stem}_{Path(prediction.file).stem}{out.suffix or '.png'}")
-        )
+        target = targets[Path(prediction.file)]
         fig, axes = plt.subplots(1, 2, figsize=(4.4, 2.4))
         axes[0].imshow(faces[i], cmap="gray", vmin=0, vmax=255)
         axes[1].imshow(faces[i], cmap="gray", vmin=0, vmax=255)
@@ -178,8 +194,30 @@ def write_gradcam(out: Path, predictions, faces, result) -> list[Path]:
             fontsize=9,
         )
         save_figure(fig, target)
-        written.append(target)
+        written.append((Path(prediction.file), target))
     return written
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One file under two names: the same path once links are resolved, or a hard link."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.samefile(b)
+    except OSError:  # either does not exist (yet): not the same file
+        return False
+
+
+def clashing_output(outputs: list[tuple[str, Path]], inputs: list[Path]) -> str | None:
+    """Why these outputs may not be written (one is an input, or two are one file), or None."""
+    for i, (flag, out) in enumerate(outputs):
+        for source in inputs:
+            if _same_file(out, source):
+                return f"{flag} {out} is the input {source}; it would be overwritten: name another"
+        for other_flag, other in outputs[:i]:
+            if _same_file(out, other):
+                return f"{flag} {out} and {other_flag} {other} are the same file: name two files"
+    return None
 
 
 def predict_video(model, path: Path, args: argparse.Namespace) -> int:
@@ -230,6 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         "--every", type=int, default=1, metavar="N", help="classify every Nth frame (default 1)"
     )
     args = parser.parse_args(argv)
+    if not MARGIN_RANGE[0] <= args.margin <= MARGIN_RANGE[1]:
+        return _error(
+            f"--margin must be between {MARGIN_RANGE[0]:g} and {MARGIN_RANGE[1]:g} (the share of "
+            f"the face box added on each side), got {args.margin:g}"
+        )
+    if args.every < 1:
+        return _error(f"--every must be 1 or more (classify every Nth frame), got {args.every}")
 
     from ferx.video import is_video
 
@@ -238,9 +283,18 @@ def main(argv: list[str] | None = None) -> int:
         return _error("give one video at a time (no other files beside it)")
     if not videos and (args.video_out or args.csv or args.every != 1):
         return _error("--video-out, --csv and --every are for a video file")
+    if videos and args.gradcam:
+        return _error("--gradcam is for images; for a video use --video-out and --csv")
     model_path = args.model or next((p for p in DEFAULT_MODELS if p.exists()), DEFAULT_MODELS[-1])
     if args.gradcam and model_path.suffix.lower() == ".onnx":
         return _error("--gradcam needs the PyTorch model file (.pt), not its ONNX export")
+    files = videos or collect_files(args.paths)
+    targets = gradcam_targets(args.gradcam, files) if args.gradcam and files else {}
+    outputs = [(flag, out) for flag, out in (("--video-out", args.video_out), ("--csv", args.csv))]
+    outputs += [("--gradcam", target) for target in targets.values()]
+    clash = clashing_output([(f, o) for f, o in outputs if o is not None], [*files, model_path])
+    if clash:  # before any work: a source video, photo or model is never written over
+        return _error(clash)
     try:
         model, meta = load_any_model(model_path)
     except UserError as exc:
@@ -256,7 +310,6 @@ def main(argv: list[str] | None = None) -> int:
             return predict_video(model, videos[0], args)
         except UserError as exc:
             return _error(str(exc))
-    files = collect_files(args.paths)
     if not files:
         return _error("no image files given")
     predictions, faces, result = predict_files(
@@ -276,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         if prediction.error:
             print(f"warning: {prediction.file}: {prediction.error}", file=sys.stderr)
     if result is not None and args.gradcam:
-        for path in write_gradcam(args.gradcam, predictions, faces, result):
-            print(f"Grad-CAM overlay: {path}", file=sys.stderr)
+        for source, path in write_gradcam(targets, predictions, faces, result):
+            print(f"Grad-CAM overlay of {source}: {path}", file=sys.stderr)
     return 0 if result is not None else 1
 
 

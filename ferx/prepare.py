@@ -21,7 +21,7 @@ from ferx.fercsv import (
     read_file_bytes,
     unpack_csv,
 )
-from ferx.labels import CLASS_NAMES, SPLITS
+from ferx.labels import CLASS_NAMES, PROBE_SETS, SPLITS
 from ferx.params import PrepareParams
 from ferx.synthetic import make_synthetic_fer
 
@@ -166,7 +166,7 @@ def choose_probes(
 def write_probes(table: FerTable, params: PrepareParams) -> dict[str, list[str]]:
     """data/probes/test and test2: one <label>.png per class named in params.prepare.probes."""
     written = {}
-    for salt, folder in enumerate(("test", "test2")):
+    for salt, folder in enumerate(PROBE_SETS):
         classes = getattr(params.probes, folder)
         with atomic_dir(Path(params.probes_dir) / folder) as tmp:
             for name, image in choose_probes(table, classes, params.probes.seed, salt).items():

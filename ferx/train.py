@@ -60,8 +60,9 @@ class RunSpec:
     class_weights: torch.Tensor | None = None
     init_state_dict: dict[str, torch.Tensor] | None = None  # fine-tune from these weights
     fingerprint_extra: dict[str, Any] = field(default_factory=dict)
-    # "all", or "head": only the classifier head learns; the feature layers, BatchNorm
-    # statistics included, stay as loaded (classifier re-training, Kang et al. 2020)
+    # which weights learn (improve.retrain): "all"; "top": the deepest layers and the head;
+    # "head": the classifier head (classifier re-training, Kang et al. 2020); "bias": its 7
+    # biases. Frozen layers, BatchNorm statistics included, stay as loaded.
     trainable: str = "all"
     # called after every finished epoch, with the history so far (tests use it to interrupt)
     on_epoch_end: Callable[[list[dict[str, float]]], None] | None = None

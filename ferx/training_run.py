@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,30 @@ from ferx.checkpoint import save_model
 from ferx.data import data_source
 from ferx.labels import EVAL_SPLITS
 from ferx.model import ModelConfig, build_model
-from ferx.params import ModelParams, Params, TrainParams
+from ferx.params import ModelParams, Params, RuntimeParams, TrainParams
 from ferx.plots import plot_curves
-from ferx.train import RunSpec, Split, fit, history_table, load_splits
+from ferx.train import RunSpec, Split, choose_device, fit, history_table, load_splits
+
+# Environment variables that move the bits: the instruction set oneDNN / ATen / MKL may use,
+# and the OpenMP thread count torch starts with (BENCHMARKS.md: "What changes the bits")
+BITS_ENVIRONMENT = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "OMP_NUM_THREADS")
+
+
+def bits_record(runtime: RuntimeParams, precision: str) -> dict[str, Any]:
+    """What decides the exact bits of a run's numbers besides params and seed. oneDNN and MKL
+    promise bitwise-equal results only for one instruction set, thread count and build, so
+    two runs are comparable bit for bit only when all of this matches."""
+    device = choose_device(runtime.device)
+    return {
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "precision": precision,
+        "memory_format": runtime.memory_format,
+        "eval_batch_size": runtime.eval_batch_size,
+        "environment": {name: os.environ[name] for name in BITS_ENVIRONMENT if name in os.environ},
+    }
 
 
 def model_config(params: ModelParams, train: Split) -> ModelConfig:
@@ -74,7 +96,7 @@ def train_and_save(
     )
     result = fit(model, splits, train_params, spec, params.runtime)
     model.load_state_dict(result.best_state_dict)
-    source = data_source()
+    source = data_source(params.prepare.out_dir)
     save_model(model_path, model, source=source, best_epoch=result.best_epoch, run=name)
 
     rows = [result.start, *result.history] if result.start else result.history
@@ -97,6 +119,7 @@ def train_and_save(
         "seconds": round(result.seconds, 1),
         "seconds_per_epoch": round(result.seconds / max(1, len(result.history)), 2),
         **(extra_metrics or {}),
+        "reproducibility": bits_record(params.runtime, train_params.precision),
     }
     write_json(metrics_path, metrics)
     plot_curves(

@@ -3,25 +3,21 @@
 import json
 from pathlib import Path
 
-import torch
-
 from ferx.atomic import write_json
 from ferx.checkpoint import load_model
 from ferx.cli import run_stage
 from ferx.cost import FLOP_NOTE, model_cost, plot_accuracy_vs_gflops
-from ferx.data import data_source
 from ferx.params import Params
 
 MODELS = ("baseline", "improved")
 
 
 def main(params: Params) -> None:
-    if params.runtime.threads:
-        torch.set_num_threads(params.runtime.threads)
-    costs = {}
+    costs, sources = {}, set()
     for name in MODELS:
         path = Path("models") / f"{name}.pt"
-        model, _ = load_model(path, params.train.model.arch)
+        model, meta = load_model(path, params.train.model.arch)
+        sources.add(meta.get("source", "unknown"))
         report = json.loads((Path("metrics/eval") / f"{name}_private_test.json").read_text())
         tta = {**report["tta"]} if "tta" in report else None
         costs[name] = model_cost(
@@ -42,7 +38,7 @@ def main(params: Params) -> None:
                 f"GFLOPs per face, efficiency {t['efficiency']:.0f}"
             )
         print(f"cost {name}: operators fvcore does not count: {c['fvcore_unsupported_ops']}")
-    source = data_source()
+    source = sources.pop() if len(sources) == 1 else "mixed"  # the data both were trained on
     write_json("metrics/cost.json", {"source": source, "note": FLOP_NOTE, **costs})
     plot_accuracy_vs_gflops(costs, "plots/cost/accuracy_vs_gflops.png", source)
 

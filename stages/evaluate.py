@@ -25,14 +25,14 @@ def main(params: Params, model_name: str, split: str) -> None:
     model, _ = load_model(Path("models") / f"{model_name}.pt", params.train.model.arch)
     x, y = load_split(Path(params.prepare.out_dir) / f"{split}.npz")
     images, labels = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
-    logits = predict_logits(model, images, params.runtime.eval_batch_size)
-    source = data_source()
+    runtime = params.runtime
+    inference = {"batch_size": runtime.eval_batch_size, "layout": runtime.memory_format}
+    logits = predict_logits(model, images, **inference)
+    source = data_source(params.prepare.out_dir)
     report = evaluate_logits(logits, labels)
     tta = params.evaluate.tta
     if tta != "none":  # beside the single-view figures, never instead of them
-        tta_logits = predict_tta(
-            model, images, tta, params.evaluate.tta_shift, params.runtime.eval_batch_size
-        )
+        tta_logits = predict_tta(model, images, tta, params.evaluate.tta_shift, **inference)
         report["tta"] = {"views": tta, "n_views": TTA_VIEWS[tta]}
         report["tta"] |= evaluate_logits(tta_logits, labels)
     write_json(

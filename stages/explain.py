@@ -8,22 +8,23 @@ import numpy as np
 from ferx.atomic import write_json
 from ferx.checkpoint import load_model
 from ferx.cli import run_stage
-from ferx.data import data_source
 from ferx.explain import explain_batch, holds_images, load_probes, plot_grid, summarise
+from ferx.labels import PROBE_SETS
 from ferx.params import Params
 
 
 def main(params: Params, model_name: str) -> None:
-    model, _ = load_model(Path("models") / f"{model_name}.pt", params.train.model.arch)
-    source = data_source()
+    model, meta = load_model(Path("models") / f"{model_name}.pt", params.train.model.arch)
+    source = meta.get("source", "unknown")  # the data the model was trained on
+    folders = {name: Path(params.prepare.probes_dir) / name for name in PROBE_SETS}
+    folders["user_probes"] = Path(params.explain.user_probes)
     sets = {}
-    for folder in params.explain.probe_dirs:
-        if Path(folder).is_dir() and not holds_images(folder):
+    for name, folder in folders.items():
+        if name == "user_probes" and folder.is_dir() and not holds_images(folder):
             print(f"explain {model_name} {folder}: no images yet, skipped")
             continue
         probes = load_probes(folder)
         result = explain_batch(model, np.stack([p.image for p in probes]))
-        name = Path(folder).name
         sets[name] = summarise(probes, result, model_name, folder)
         share = sets[name]["share_correct"]
         title = f"{model_name} on probes '{name}' ({source} data): {share:.0%} correct"

@@ -8,6 +8,7 @@ import torch
 from ferx.checkpoint import load_model
 from ferx.cli import run_stage
 from ferx.data import load_split
+from ferx.improve_init import BASELINE_COPY, INIT_DIR
 from ferx.labels import CLASS_NAMES, NUM_CLASSES
 from ferx.params import Params
 from ferx.training_run import train_and_save
@@ -22,11 +23,15 @@ def main(params: Params) -> None:
         "improve: class weights "
         + ", ".join(f"{n} {w:.3f}" for n, w in zip(CLASS_NAMES, weights, strict=True))
     )
-    init_model = (
-        load_model("models/baseline.pt", params.train.model.arch)[0]
-        if improve.init == "baseline"
-        else None
-    )
+    init_model = None
+    if improve.init == "baseline":
+        start = INIT_DIR / BASELINE_COPY
+        if not start.exists():
+            raise FileNotFoundError(
+                f"{start}: not found (the improve_init stage copies models/baseline.pt there; "
+                "run `dvc repro improve`)"
+            )
+        init_model = load_model(start, params.train.model.arch)[0]
     train_and_save(
         params,
         name="improve",

@@ -1,9 +1,11 @@
 """dvc stage `prepare`: FER2013 CSV (or the synthetic stand-in) -> npz splits + probe PNGs."""
 
 import time
+from pathlib import Path
 
 from ferx.atomic import write_json
 from ferx.cli import run_stage
+from ferx.data import SOURCE_FILE
 from ferx.params import Params
 from ferx.prepare import load_source, summarise, write_probes, write_splits
 
@@ -12,6 +14,9 @@ def main(params: Params) -> None:
     start = time.perf_counter()
     table, source = load_source(params.prepare)
     write_splits(table, params.prepare.out_dir)
+    # what the later stages read (they depend on it, not on metrics/prepare.json, which also
+    # names the raw file and the probes: renaming those must not retrain anything)
+    write_json(Path(params.prepare.out_dir) / SOURCE_FILE, {"source": source.kind})
     probes = write_probes(table, params.prepare)
     summary = summarise(table, source, probes)
     write_json("metrics/prepare.json", summary)

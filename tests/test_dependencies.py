@@ -63,3 +63,35 @@ def test_a_stage_runs_the_ferx_of_its_own_workspace_not_an_installed_copy(tmp_pa
         module.write("\nprint('ferx of this workspace:', __file__)\n")
     out = dvc(root, "repro", "prepare").stdout
     assert f"ferx of this workspace: {root / 'ferx/prepare.py'}" in out
+
+
+def test_improve_declares_exactly_the_train_params_it_reads():
+    # improve runs on the train section with its own epochs, lr, schedule, ... on top
+    from ferx.params import ImproveParams, TrainParams
+
+    declared = set(STAGES["improve"]["params"])
+    reads = {f"train.{key}" for key in TrainParams.model_fields} - {
+        f"train.{key}" for key in ImproveParams.OWN_KEYS
+    }
+    assert {p for p in declared if p.startswith("train")} == reads
+    assert {"improve", "prepare.out_dir"} <= declared
+    assert set(ImproveParams.OWN_KEYS) <= set(ImproveParams.model_fields)
+    # and it reads no model file of its own choosing: improve_init says what it starts from
+    assert "models/baseline.pt" not in STAGES["improve"]["deps"]
+    assert "models/improve_init" in STAGES["improve"]["deps"]
+
+
+def test_run_stage_gives_torch_the_threads_runtime_names(tmp_path, monkeypatch):
+    import torch
+
+    from ferx.cli import run_stage
+
+    (tmp_path / "params.yaml").write_text("runtime:\n  threads: 1\n")
+    monkeypatch.setenv("FERX_PARAMS", str(tmp_path / "params.yaml"))
+    before, seen = torch.get_num_threads(), []
+    try:
+        torch.set_num_threads(2)
+        run_stage(lambda params: seen.append(torch.get_num_threads()))
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]

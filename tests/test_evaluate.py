@@ -1,5 +1,6 @@
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +90,40 @@ def _evaluate(cwd) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_the_evaluate_stage_infers_in_the_layout_and_batch_runtime_names(
+    tmp_path, monkeypatch, layout
+):
+    import stages.evaluate as stage
+    from ferx.atomic import write_json
+    from ferx.checkpoint import save_model
+    from ferx.model import MiniXception
+    from ferx.params import validate_params
+    from ferx.prepare import _save_npz
+    from ferx.synthetic import make_synthetic_fer
+
+    monkeypatch.chdir(tmp_path)
+    save_model("models/baseline.pt", MiniXception(), source="synthetic")
+    faces = make_synthetic_fer(90, seed=0)
+    x, y = faces.split("PublicTest")
+    Path("data/prepared").mkdir(parents=True)
+    _save_npz(Path("data/prepared/public_test.npz"), x, y)
+    write_json("data/prepared/source.json", {"source": "synthetic"})
+    calls = []
+    real = stage.predict_logits
+
+    def spy(model, images, batch_size=128, device=None, layout="channels_last"):
+        calls.append((batch_size, layout))
+        return real(model, images, batch_size, device, layout)
+
+    monkeypatch.setattr(stage, "predict_logits", spy)
+    monkeypatch.setattr("ferx.inference.predict_logits", spy)  # the TTA views' calls
+    params = validate_params(
+        {"runtime": {"memory_format": layout, "eval_batch_size": 5}, "evaluate": {"tta": "flip"}}
+    )
+    stage.main(params, "baseline", "public_test")
+    assert calls == [(5, layout)] * 3  # single view, then the two TTA views
+    report = json.loads(Path("metrics/eval/baseline_public_test.json").read_text())
+    assert report["source"] == "synthetic" and report["tta"]["n_views"] == 2

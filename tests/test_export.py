@@ -1,3 +1,7 @@
+import json
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -61,12 +65,89 @@ def test_parity_reports_a_model_that_is_not_the_export(tmp_path):
 
 def test_a_network_that_cannot_export_is_named_with_the_reason(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
-        raise RuntimeError("Unsupported operator aten::frobnicate\nmore lines")
+        raise torch.onnx.errors.OnnxExporterError("Unsupported operator aten::frobnicate\nmore")
 
     monkeypatch.setattr(torch.onnx, "export", refuse)
     with pytest.raises(OnnxModelError, match=r"resnet18 network cannot be exported.*frobnicate"):
         export_onnx(_trained_like("resnet18"), tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_a_failure_that_is_not_the_networks_is_not_called_unexportable(tmp_path, monkeypatch):
+    # a bug or an incompatible torch keeps its own error and traceback
+    def broken(*args, **kwargs):
+        raise TypeError("export() got an unexpected keyword argument 'dynamo'")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(TypeError, match="dynamo"):
+        export_onnx(_trained_like("mini_xception"), tmp_path / "m.onnx")
+    # a missing package says which, and how to get it
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    with pytest.raises(OnnxModelError, match=r"needs the onnx and onnxscript.*pip install"):
+        export_onnx(_trained_like("mini_xception"), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("helper", ["export_onnx", "parity", "count_flops", "explain_batch"])
+def test_helpers_hand_the_model_back_in_its_mode_and_layout(tmp_path, helper):
+    from ferx.cost import count_flops
+    from ferx.explain import explain_batch
+
+    model = _trained_like("mini_xception").train().to(memory_format=torch.channels_last)
+    model.head.eval()  # a mixed state survives too
+    before = {name: (p.data_ptr(), p.stride()) for name, p in model.named_parameters()}
+    relus = [m.inplace for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+    if helper == "export_onnx":
+        export_onnx(model, tmp_path / "m.onnx")
+    elif helper == "parity":
+        export_onnx(model, tmp_path / "m.onnx")
+        before = {name: (p.data_ptr(), p.stride()) for name, p in model.named_parameters()}
+        parity(model, OnnxModel(tmp_path / "m.onnx"), FACES[:8])
+    elif helper == "count_flops":
+        count_flops(model)
+    else:
+        explain_batch(model, FACES[:4])
+    assert model.training and not model.head.training
+    assert all(
+        m.training
+        for m in model.modules()
+        if m is not model.head and m not in set(model.head.modules())
+    )
+    after = {name: (p.data_ptr(), p.stride()) for name, p in model.named_parameters()}
+    assert after == before  # the very tensors, in their layout
+    assert [m.inplace for m in model.modules() if isinstance(m, torch.nn.ReLU)] == relus
+
+
+def _export_check(tmp_path, monkeypatch, max_diff: float):
+    from ferx import export
+
+    real_parity = export.parity
+
+    def shifted(*args, **kwargs):
+        return {**real_parity(*args, **kwargs), "max_abs_logit_diff": max_diff}
+
+    monkeypatch.setattr(export, "parity", shifted)
+    target = tmp_path / "models/m.onnx"
+    target.parent.mkdir()
+    target.write_bytes(b"an earlier export")
+    return target, lambda: export.export_checked(
+        _trained_like("mini_xception"), target, FACES, 1e-4
+    )
+
+
+def test_an_export_that_fails_its_check_leaves_no_file(tmp_path, monkeypatch):
+    target, run = _export_check(tmp_path, monkeypatch, max_diff=3e-3)
+    with pytest.raises(OnnxModelError, match=r"differ from PyTorch's by up to 3.00e-03.*nothing"):
+        run()
+    assert list(target.parent.iterdir()) == []  # neither the new file nor the earlier one
+
+
+def test_an_export_that_passes_its_check_is_put_in_place(tmp_path, monkeypatch):
+    target, run = _export_check(tmp_path, monkeypatch, max_diff=1e-6)
+    check = run()
+    assert check["n_images"] == len(FACES)
+    assert [p.name for p in target.parent.iterdir()] == ["m.onnx"]
+    assert OnnxModel(target).logits(FACES[:2]).shape == (2, 7)
 
 
 @pytest.mark.parametrize(
@@ -97,3 +178,33 @@ def test_softmax_rows_sum_to_one_and_keep_the_order():
     p = softmax(logits)
     assert p.sum(axis=1) == pytest.approx([1, 1])
     assert (p.argmax(1) == logits.argmax(1)).all()
+
+
+def test_the_export_stage_writes_its_report_only_for_a_file_that_passed(tmp_path, monkeypatch):
+    from ferx import export
+    from ferx.atomic import write_json
+    from ferx.checkpoint import save_model
+    from ferx.params import Params
+    from ferx.prepare import _save_npz
+    from stages.export import main
+
+    monkeypatch.chdir(tmp_path)
+    save_model("models/baseline.pt", _trained_like("mini_xception"), source="synthetic")
+    Path("data/prepared").mkdir(parents=True)
+    _save_npz(Path("data/prepared/private_test.npz"), FACES, np.zeros(len(FACES), np.int64))
+    write_json("data/prepared/source.json", {"source": "synthetic"})
+    report = Path("metrics/export/baseline.json")
+    write_json(report, {"onnx": "models/baseline.onnx", "note": "an earlier run's"})
+    real_parity = export.parity
+    monkeypatch.setattr(
+        export, "parity", lambda *a, **k: {**real_parity(*a, **k), "max_abs_logit_diff": 1.0}
+    )
+    with pytest.raises(OnnxModelError, match="nothing written"):
+        main(Params(), "baseline")
+    assert not report.exists() and not Path("models/baseline.onnx").exists()
+
+    monkeypatch.setattr(export, "parity", real_parity)
+    main(Params(), "baseline")
+    written = json.loads(report.read_text())
+    assert written["source"] == "synthetic" and written["max_abs_logit_diff"] < 1e-4
+    assert Path("models/baseline.onnx").stat().st_size == written["file_bytes"]

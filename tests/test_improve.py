@@ -19,7 +19,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
-    for stage in ("prepare", "train"):
+    for stage in ("prepare", "train", "improve_init"):
         result = run_stage(stage, root, TINY if stage == "prepare" else None)
         assert result.returncode == 0, result.stderr
     return root
@@ -151,5 +151,58 @@ def test_improve_from_scratch_does_not_start_from_the_baseline(trained):
 
 def test_improve_without_a_baseline_model_is_a_clear_error(tmp_path):
     assert run_stage("prepare", tmp_path, TINY).returncode == 0
+    result = run_stage("improve_init", tmp_path)
+    assert result.returncode == 2
+    expected = "error: models/baseline.pt: not found; run `dvc repro train` first"
+    assert result.stderr.strip() == expected
     result = run_stage("improve", tmp_path)
-    assert result.returncode == 2 and "models/baseline.pt: not found" in result.stderr
+    assert result.returncode == 2
+    assert "models/improve_init/baseline.pt: not found" in result.stderr
+    assert "run `dvc repro improve`" in result.stderr
+
+
+def test_improve_init_holds_the_baseline_byte_for_byte_or_the_same_scratch_note(tmp_path):
+    from ferx.improve_init import write_improve_init
+
+    baseline = tmp_path / "baseline.pt"
+    baseline.write_bytes(b"weights v1")
+    folder = tmp_path / "improve_init"
+    assert write_improve_init("baseline", baseline, folder).read_bytes() == b"weights v1"
+    note = write_improve_init("scratch", baseline, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["scratch.txt"]  # the copy is gone
+    first = note.read_bytes()
+    baseline.write_bytes(b"weights v2")  # a new baseline: the same note, so DVC skips improve
+    assert write_improve_init("scratch", baseline, folder).read_bytes() == first
+
+
+def test_each_training_records_what_decided_its_bits(trained):
+    # run_stage gives the child the parent's environment: OMP_NUM_THREADS etc. as set here
+    record = json.loads((trained / "metrics/train.json").read_text())["reproducibility"]
+    assert record["torch"] == torch.__version__
+    assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert record["threads"] == 1  # TINY's runtime.threads
+    assert record["precision"] == "fp32" and record["device"] == "cpu"
+    assert record["memory_format"] == "channels_last" and record["eval_batch_size"] == 64
+    assert set(record["environment"]) <= {
+        "ATEN_CPU_CAPABILITY",
+        "ONEDNN_MAX_CPU_ISA",
+        "MKL_CBWR",
+        "OMP_NUM_THREADS",
+    }
+
+
+def test_an_instruction_set_cap_is_recorded(tmp_path):
+    import os
+
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    params = {**TINY, "prepare": {"synthetic": {"n_samples": 70}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for stage in ("prepare", "train"):
+        script = str(PROJECT_ROOT / "stages" / f"{stage}.py")
+        result = subprocess.run(
+            [sys.executable, script], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "metrics/train.json").read_text())["reproducibility"]
+    assert record["cpu_capability"] == "AVX2"
+    assert record["environment"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"

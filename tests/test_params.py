@@ -63,6 +63,22 @@ def test_empty_file_gives_defaults(tmp_path):
         ({"evaluate": {"tta": "ten_crop"}}, ["evaluate.tta", "'flip_shift'"]),
         ({"evaluate": {"tta_shift": 0}}, ["evaluate.tta_shift"]),
         ([1, 2], ["expected a mapping"]),
+        (
+            {"explain": {"probe_dirs": ["data/probes/test"]}},
+            ["explain.probe_dirs: unknown key, replaced by explain.user_probes"],
+        ),
+        (
+            {"explain": {"user_probes": "data/probes/mine"}},
+            ["explain.user_probes: data/probes/mine overlaps prepare.probes_dir", "deleted"],
+        ),
+        (
+            {"explain": {"user_probes": "data"}},
+            ["explain.user_probes: data overlaps prepare.out_dir"],
+        ),
+        (
+            {"prepare": {"out_dir": "faces/prepared"}, "explain": {"user_probes": "faces"}},
+            ["explain.user_probes: faces overlaps prepare.out_dir (faces/prepared)"],
+        ),
     ],
 )
 def test_bad_params_name_the_key(raw, fragments):

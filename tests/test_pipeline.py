@@ -128,9 +128,9 @@ TINY_ALL = {
 def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     root = make_dvc_project(tmp_path, TINY_ALL)
     ran = stages_run(dvc(root, "repro").stdout)
-    assert set(ran) == {"prepare", "train", "improve", "compare", "cost", "plots_page"} | (
-        EXPLAIN | EVALUATE | EXPORT
-    )
+    assert set(ran) == {"prepare", "train", "improve_init", "improve", "compare", "cost"} | {
+        "plots_page"
+    } | (EXPLAIN | EVALUATE | EXPORT)
     # a fresh clone's run modifies no tracked file: no stale outputs are committed
     changed = [line for line in git(root, "status", "--porcelain").splitlines()]
     assert not [line for line in changed if not line.startswith("??")], changed
@@ -327,3 +327,64 @@ def test_an_architecture_experiment_runs_every_stage_on_that_network(tmp_path):
     assert json.loads((root / "metrics/explain/baseline.json").read_text())
     shown = dvc(root, "exp", "show", "--json").stdout
     assert "baseline_cnn" in shown
+
+
+def _set_params(root: Path, update: dict) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in update.items():
+        params.setdefault(section, {}).update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_each_change_reruns_exactly_the_stages_that_read_it(tmp_path):
+    root = make_dvc_project(tmp_path, {**TINY_ALL, "evaluate": {"tta": "none"}})
+    raw = root / "data/raw/faces.csv"  # a real-format file: prepare reads it as FER2013
+    raw.write_text(to_csv_text(make_synthetic_fer(120, seed=4)))
+    first = set(stages_run(dvc(root, "repro").stdout))
+    assert first == {"prepare", "train", "improve_init", "improve", "compare", "cost"} | (
+        {"plots_page"} | EXPLAIN | EVALUATE | EXPORT
+    )
+    assert json.loads((root / "data/prepared/source.json").read_text()) == {"source": "real"}
+
+    # The data file renamed, then gzipped: prepare reruns (and records the new name); the
+    # splits and their source are byte-identical, so nothing after it does.
+    raw.rename(root / "data/raw/renamed.csv")
+    assert stages_run(dvc(root, "repro").stdout) == ["prepare"]
+    assert json.loads((root / "metrics/prepare.json").read_text())["input"].endswith("renamed.csv")
+    subprocess.run(["gzip", str(root / "data/raw/renamed.csv")], check=True)
+    assert stages_run(dvc(root, "repro").stdout) == ["prepare"]
+
+    # Other probe classes: new probe faces, so prepare and explain; no training.
+    _set_params(root, {"prepare": {"probes": {"test": ["happy", "sad", "fear", "angry"]}}})
+    assert set(stages_run(dvc(root, "repro").stdout)) == {"prepare"} | EXPLAIN
+
+    # Improve from scratch: improve and what reads the improved model.
+    improved_side = {"improve", "compare", "cost", "explain@improved", "export@improved"} | {
+        e for e in EVALUATE if "improved" in e
+    }
+    _set_params(root, {"improve": {"init": "scratch"}})
+    assert set(stages_run(dvc(root, "repro").stdout)) == {"improve_init"} | improved_side
+    # ... then a new baseline (train.epochs is not improve's): improve is not rerun
+    _set_params(root, {"train": {"epochs": 2}})
+    baseline_side = {"train", "improve_init", "compare", "cost"} | {
+        s for s in EXPLAIN | EXPORT | EVALUATE if "baseline" in s
+    }
+    assert set(stages_run(dvc(root, "repro").stdout)) == baseline_side
+
+    # The user's own probe folder, anywhere: explain depends on it, and on what it holds.
+    mine = root / "my_faces"
+    mine.mkdir()
+    Image.fromarray(make_synthetic_fer(70, seed=2).pixels[0]).save(mine / "happy.png")
+    _set_params(root, {"explain": {"user_probes": "my_faces"}})
+    assert set(stages_run(dvc(root, "repro").stdout)) == EXPLAIN
+    Image.fromarray(make_synthetic_fer(70, seed=2).pixels[1]).save(mine / "sad.png")
+    assert set(stages_run(dvc(root, "repro").stdout)) == EXPLAIN
+    explained = json.loads((root / "metrics/explain/baseline.json").read_text())
+    assert [i["file"] for i in explained["sets"]["user_probes"]["images"]] == [
+        "happy.png",
+        "sad.png",
+    ]
+
+    # How, not what: runtime reruns nothing.
+    _set_params(root, {"runtime": {"memory_format": "contiguous", "eval_batch_size": 7}})
+    assert stages_run(dvc(root, "repro").stdout) == []

@@ -181,3 +181,71 @@ def test_predicting_with_the_onnx_export_never_imports_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "0 []"
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("alias", ["same", "symlink", "hardlink", "model"])
+def test_an_overlay_that_would_land_on_an_input_is_refused_before_any_work(
+    tmp_path, model_path, capsys, alias
+):
+    photo = tmp_path / "me.png"
+    _photo(photo)
+    before = photo.read_bytes()
+    target = {"same": photo, "model": model_path}.get(alias, tmp_path / "alias.png")
+    if alias == "symlink":
+        target.symlink_to(photo)
+    elif alias == "hardlink":
+        target.hardlink_to(photo)
+    model_before = model_path.read_bytes()
+    assert main([str(photo), "--model", str(model_path), "--gradcam", str(target)]) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith("error: --gradcam") and "overwritten" in err
+    assert photo.read_bytes() == before and model_path.read_bytes() == model_before
+
+
+def test_a_derived_overlay_name_that_is_an_input_is_refused(tmp_path, model_path, capsys):
+    # several images: OUT_<name>.png; here that name is one of the photos
+    for name in ("happy.png", "cam_happy.png"):
+        _photo(tmp_path / name)
+    before = (tmp_path / "cam_happy.png").read_bytes()
+    assert (
+        main([str(tmp_path), "--model", str(model_path), "--gradcam", str(tmp_path / "cam.png")])
+        == 2
+    )
+    assert "cam_happy.png" in _one_line_error(capsys)
+    assert (tmp_path / "cam_happy.png").read_bytes() == before
+
+
+def test_images_sharing_a_name_get_an_overlay_each(tmp_path, model_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Image.fromarray(FACES.pixels[0]).save(tmp_path / "a/x.png")
+    Image.fromarray(FACES.pixels[5]).save(tmp_path / "b/x.jpg", quality=95)
+    out = tmp_path / "cam.png"
+    args = [str(tmp_path / "a/x.png"), str(tmp_path / "b/x.jpg"), "--model", str(model_path)]
+    assert main([*args, "--gradcam", str(out)]) == 0
+    err = capsys.readouterr().err
+    first, second = tmp_path / "cam_x.png", tmp_path / "cam_x-2.png"
+    assert f"Grad-CAM overlay of {tmp_path / 'a/x.png'}: {first}" in err
+    assert f"Grad-CAM overlay of {tmp_path / 'b/x.jpg'}: {second}" in err
+    assert first.read_bytes() != second.read_bytes()  # two faces, two drawings
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--margin", "-0.5", "--margin must be between 0 and 1"),
+        ("--margin", "1.5", "--margin must be between 0 and 1"),
+        ("--margin", "nan", "--margin must be between 0 and 1"),
+        ("--every", "0", "--every must be 1 or more"),
+    ],
+)
+def test_out_of_range_options_are_refused(tmp_path, model_path, capsys, flag, value, expected):
+    _photo(tmp_path / "me.png")
+    assert main([str(tmp_path / "me.png"), "--model", str(model_path), flag, value]) == 2
+    assert expected in _one_line_error(capsys)

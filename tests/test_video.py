@@ -168,3 +168,32 @@ def test_a_missing_video_and_video_options_on_images_are_clear_errors(tmp_path, 
     Image.fromarray(FACE).save(tmp_path / "a.png")
     assert main([str(tmp_path / "a.png"), "--model", str(model_path), "--every", "2"]) == 2
     assert "are for a video file" in _error_of(capsys)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--csv", "clip.mp4"], "--csv {d}/clip.mp4 is the input {d}/clip.mp4"),
+        (["--video-out", "clip.mp4"], "--video-out {d}/clip.mp4 is the input {d}/clip.mp4"),
+        (["--video-out", "link.mp4"], "--video-out {d}/link.mp4 is the input {d}/clip.mp4"),
+        (["--csv", "m.pt"], "--csv {d}/m.pt is the input {d}/m.pt"),
+        (["--video-out", "o.mp4", "--csv", "o.mp4"], "--csv {d}/o.mp4 and --video-out {d}/o.mp4"),
+    ],
+)
+def test_an_output_that_is_an_input_or_another_output_is_refused(
+    tmp_path, model_path, capsys, options, message
+):
+    _clip(tmp_path / "clip.mp4", frames=2)
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "clip.mp4")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    options = [str(tmp_path / o) if not o.startswith("--") else o for o in options]
+    assert main([str(tmp_path / "clip.mp4"), "--model", str(model_path), *options]) == 2
+    assert message.format(d=tmp_path) in _error_of(capsys)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing touched
+
+
+def test_gradcam_on_a_video_is_a_clear_error(tmp_path, model_path, capsys):
+    _clip(tmp_path / "clip.mp4", frames=2)
+    args = [str(tmp_path / "clip.mp4"), "--model", str(model_path)]
+    assert main([*args, "--gradcam", str(tmp_path / "cam.png")]) == 2
+    assert "--gradcam is for images" in _error_of(capsys)
