@@ -1,6 +1,6 @@
 """What each stage pays before doing any work: the wall time of a fresh Python process that
-imports the stage script's modules (the ferx import closure, found by ferx.sources), and
-which heavy libraries that pulls in.
+imports the stage script's modules (the ferx import closure, found by
+ferx.training.source_code), and which heavy libraries that pulls in.
 
     python bench/bench_imports.py [--repeats 5]
 
@@ -19,13 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ferx.sources import import_closure  # noqa: E402
+from ferx.training.source_code import import_closure, module_name  # noqa: E402
 
 HEAVY = ("torch", "torchvision", "captum", "matplotlib", "sklearn", "fvcore", "cv2", "dvclive")
 
 
 def import_code(stage: Path) -> str:
-    modules = sorted(f"ferx.{path.stem}" for path in import_closure([stage]))
+    modules = sorted(module_name(path) for path in import_closure([stage]))
     return (
         "import sys\n"
         + "".join(f"import {m}\n" for m in modules)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from ferx.cost import latency_ms, onnxruntime_speed, throughput
-from ferx.export import export_onnx
+from ferx.analysis.cost import latency_ms, onnxruntime_speed, throughput
+from ferx.deploy.export import export_onnx
 from ferx.labels import ARCHITECTURES
-from ferx.model import ModelConfig, build_model
+from ferx.models import ModelConfig, build_model
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=ROOT.parent / "shared/data/fer2013.csv.gz")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from ferx.fercsv import read_fer_csv
+    from ferx.data.fercsv import read_fer_csv
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

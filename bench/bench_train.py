@@ -24,12 +24,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ferx.augment import augment_batch
-from ferx.inference import memory_format, predict_logits
 from ferx.labels import ARCHITECTURES
-from ferx.model import ModelConfig, build_model
+from ferx.models import ModelConfig, build_model
+from ferx.models.inference import memory_format, predict_logits
 from ferx.params import AugmentParams, TrainParams
-from ferx.train import make_optimizer
+from ferx.training.augment import augment_batch
+from ferx.training.optim import make_optimizer
 
 TRAINING_FACES = 28_709  # FER2013's Training split
 

@@ -11,10 +11,10 @@ import argparse
 
 import torch
 
-from ferx.checkpoint import load_model
-from ferx.data import load_split
-from ferx.evaluate import evaluate_logits
-from ferx.inference import predict_logits
+from ferx.analysis.evaluate import evaluate_logits
+from ferx.data.splits import load_split
+from ferx.models.checkpoint import load_model
+from ferx.models.inference import predict_logits
 
 
 def main() -> None:

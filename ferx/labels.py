@@ -16,7 +16,7 @@ IMAGE_SIDE = 48
 # the probe folders prepare draws under prepare.probes_dir (prepare.probes.<name> lists the
 # classes of each); the explain stage explains every one of them
 PROBE_SETS: tuple[str, ...] = ("test", "test2")
-# the networks train.model.arch names (built in ferx/model.py); the first is the default
+# the networks train.model.arch names (built in ferx/models/); the first is the default
 ARCHITECTURES: tuple[str, ...] = ("mini_xception", "baseline_cnn", "resnet18")
 # the PublicTest metrics that may pick the kept epoch (train.select_metric, improve.select_metric);
 # ferx/metrics.py computes each of them for every evaluated split

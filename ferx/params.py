@@ -89,7 +89,7 @@ class PrepareParams(Section):
 
 
 class ModelParams(Section):
-    # the network (ferx/model.py): mini_xception (the paper's), baseline_cnn (the course
+    # the network (ferx/models/): mini_xception (the paper's), baseline_cnn (the course
     # competition's baseline), resnet18 (torchvision's, adapted to 48x48)
     arch: Literal[ARCHITECTURES] = "mini_xception"  # type: ignore[valid-type]
     # mini_xception only: filters of the residual modules. The paper's are [16, 32, 64, 128];
@@ -149,7 +149,7 @@ class RuntimeParams(Section):
 
     threads: int = Field(0, ge=0, le=256)  # 0: torch's default
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # channels_last: 1.35x faster training on CPU (1x1 convs run as GEMMs; see ferx/model.py)
+    # channels_last: 1.35x faster training on CPU (1x1 convs run as GEMMs; see ferx/models/)
     memory_format: Literal["channels_last", "contiguous"] = "channels_last"
     eval_batch_size: int = Field(64, ge=1, le=65536)  # inference batch (evaluations, epochs)
 
@@ -195,7 +195,7 @@ class ImproveParams(Section):
         return train.model_copy(update={key: getattr(self, key) for key in self.OWN_KEYS})
 
 
-# evaluate.tta -> how many views of each face it classifies (ferx/inference.py makes them)
+# evaluate.tta -> how many views of each face it classifies (ferx/models/inference.py makes them)
 TTA_VIEWS = {"none": 1, "flip": 2, "flip_shift": 10}
 
 

@@ -1,9 +1,7 @@
 """dvc stage `compare`: baseline vs improved on PublicTest and PrivateTest, and the headline
 metrics file (`metrics/summary.json`) that `dvc exp show` lists."""
 
-from ferx.atomic import write_atomic, write_json
-from ferx.cli import run_stage
-from ferx.compare import (
+from ferx.analysis.compare import (
     compare,
     load_eval,
     load_reports,
@@ -12,6 +10,8 @@ from ferx.compare import (
     recall_records,
     summary,
 )
+from ferx.atomic import write_atomic, write_json
+from ferx.cli import run_stage
 from ferx.params import Params
 
 RUNS = {"baseline": "train", "improved": "improve"}  # model -> the stage that trained it

@@ -3,10 +3,10 @@
 import json
 from pathlib import Path
 
+from ferx.analysis.cost import FLOP_NOTE, model_cost, plot_accuracy_vs_gflops
 from ferx.atomic import write_json
-from ferx.checkpoint import load_model
 from ferx.cli import run_stage
-from ferx.cost import FLOP_NOTE, model_cost, plot_accuracy_vs_gflops
+from ferx.models.checkpoint import load_model
 from ferx.params import Params
 
 MODELS = ("baseline", "improved")

@@ -5,19 +5,19 @@ from pathlib import Path
 
 import torch
 
-from ferx.atomic import write_json
-from ferx.checkpoint import load_model
-from ferx.cli import run_stage
-from ferx.data import data_source, load_split
-from ferx.evaluate import (
+from ferx.analysis.evaluate import (
     confusion,
     correct_text,
     evaluate_logits,
     plot_confusion,
     write_confusion_json,
 )
-from ferx.inference import TTA_VIEWS, predict_logits, predict_tta
+from ferx.atomic import write_json
+from ferx.cli import run_stage
+from ferx.data.splits import data_source, load_split
 from ferx.labels import EVAL_SPLITS, SPLIT_TITLES
+from ferx.models.checkpoint import load_model
+from ferx.models.inference import TTA_VIEWS, predict_logits, predict_tta
 from ferx.params import Params
 
 

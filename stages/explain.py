@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ferx.analysis.explain import explain_batch, holds_images, load_probes, plot_grid, summarise
 from ferx.atomic import write_json
-from ferx.checkpoint import load_model
 from ferx.cli import run_stage
-from ferx.explain import explain_batch, holds_images, load_probes, plot_grid, summarise
 from ferx.labels import PROBE_SETS
+from ferx.models.checkpoint import load_model
 from ferx.params import Params
 
 

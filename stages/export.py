@@ -4,10 +4,10 @@ import argparse
 from pathlib import Path
 
 from ferx.atomic import write_json
-from ferx.checkpoint import load_model
 from ferx.cli import run_stage
-from ferx.data import data_source, load_split
-from ferx.export import export_checked
+from ferx.data.splits import data_source, load_split
+from ferx.deploy.export import export_checked
+from ferx.models.checkpoint import load_model
 from ferx.params import Params
 
 # ONNX Runtime must give PyTorch's logits to this precision, or the export is not the model

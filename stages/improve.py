@@ -5,14 +5,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ferx.checkpoint import load_model
 from ferx.cli import run_stage
-from ferx.data import load_split
-from ferx.improve_init import BASELINE_COPY, INIT_DIR
+from ferx.data.splits import load_split
 from ferx.labels import CLASS_NAMES, NUM_CLASSES
+from ferx.models.checkpoint import load_model
 from ferx.params import Params
-from ferx.training_run import train_and_save
-from ferx.weights import class_weights
+from ferx.training.class_weights import class_weights
+from ferx.training.improve_init import BASELINE_COPY, INIT_DIR
+from ferx.training.run import train_and_save
 
 
 def main(params: Params) -> None:

@@ -1,8 +1,8 @@
 """dvc stage `improve_init`: what improve starts from (the baseline's copy, or "scratch")."""
 
 from ferx.cli import run_stage
-from ferx.improve_init import write_improve_init
 from ferx.params import Params
+from ferx.training.improve_init import write_improve_init
 
 
 def main(params: Params) -> None:

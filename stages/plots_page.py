@@ -1,9 +1,9 @@
 """dvc stage `plots_page`: the offline page template `dvc plots show` / `diff` use
 (.dvc/config: plots.html_template), with Vega, Vega-Lite and vega-embed inline."""
 
+from ferx.analysis.plots_page import write_offline_template
 from ferx.cli import run_stage
 from ferx.params import Params
-from ferx.plots_page import write_offline_template
 
 TEMPLATE = "plots/page/template.html"
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from ferx.atomic import write_json
 from ferx.cli import run_stage
-from ferx.data import SOURCE_FILE
+from ferx.data.prepare import load_source, summarise, write_probes, write_splits
+from ferx.data.splits import SOURCE_FILE
 from ferx.params import Params
-from ferx.prepare import load_source, summarise, write_probes, write_splits
 
 
 def main(params: Params) -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ferx.cli import run_stage
 from ferx.params import Params
-from ferx.training_run import train_and_save
+from ferx.training.run import train_and_save
 
 
 def main(params: Params) -> None:

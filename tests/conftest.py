@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ferx.fercsv import FerTable
-from ferx.synthetic import make_synthetic_fer, to_csv_text
+from ferx.data.fercsv import FerTable
+from ferx.data.synthetic import make_synthetic_fer, to_csv_text
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,7 @@ def tiny_splits(n_samples: int = 160, seed: int = 0) -> dict:
     """train / public_test / private_test tensors from the synthetic generator (no files)."""
     import torch
 
-    from ferx.train import Split
+    from ferx.training.loop import Split
 
     table = make_synthetic_fer(n_samples, seed)
     splits = {}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ferx.cost_figure import label_offsets
+from ferx.analysis.cost_figure import label_offsets
 from ferx.experiments import cli, queue
 from ferx.experiments.cli import main, threads_per_job
 from ferx.experiments.frontier import frontier_points, pareto

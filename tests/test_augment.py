@@ -1,7 +1,7 @@
 import torch
 
-from ferx.augment import augment_batch
 from ferx.params import AugmentParams
+from ferx.training.augment import augment_batch
 
 
 def _batch() -> torch.Tensor:

@@ -1,6 +1,6 @@
 import pytest
 
-from ferx.compare import compare, markdown_table, recall_records, selection_note, summary
+from ferx.analysis.compare import compare, markdown_table, recall_records, selection_note, summary
 from ferx.labels import CLASS_NAMES, SELECTION_METRICS
 
 

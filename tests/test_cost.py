@@ -5,8 +5,8 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from ferx.cost import count_flops, efficiency, latency_ms, model_cost
-from ferx.model import MiniXception, Pointwise
+from ferx.analysis.cost import count_flops, efficiency, latency_ms, model_cost
+from ferx.models import MiniXception, Pointwise
 
 
 def test_flops_of_one_known_convolution_equal_the_hand_count():
@@ -54,6 +54,7 @@ def test_operators_fvcore_cannot_count_are_listed_not_silenced():
     assert unsupported == {"aten::max_pool2d": 2}
 
 
+@pytest.mark.slow
 def test_tta_costs_its_views_and_earns_its_own_efficiency(tmp_path):
     path = tmp_path / "m.pt"
     path.write_bytes(b"0" * 10)
@@ -68,8 +69,9 @@ def test_tta_costs_its_views_and_earns_its_own_efficiency(tmp_path):
     assert "tta" not in model_cost(model, path, 0.64, batch=4)
 
 
+@pytest.mark.slow
 def test_the_onnx_export_is_timed_in_onnx_runtime_on_torchs_threads(tmp_path):
-    from ferx.export import export_onnx
+    from ferx.deploy.export import export_onnx
 
     model = MiniXception().eval()
     path, onnx_path = tmp_path / "m.pt", tmp_path / "m.onnx"

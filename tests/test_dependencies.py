@@ -4,9 +4,16 @@ than it needs (the prepare stage must not pay for torch)."""
 import subprocess
 import sys
 
+import pytest
 import yaml
 
-from ferx.sources import import_closure
+from ferx.training.source_code import (
+    PACKAGE_DIR,
+    import_closure,
+    imported_modules,
+    module_name,
+    relative_name,
+)
 from tests.conftest import PROJECT_ROOT
 
 STAGES = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
@@ -20,7 +27,7 @@ def test_every_stage_declares_exactly_the_ferx_modules_its_script_imports():
     for name, stage in STAGES.items():
         script = PROJECT_ROOT / "stages" / f"{name}.py"
         assert f"stages/{name}.py" in stage["deps"], name
-        closure = {f"ferx/{path.name}" for path in import_closure([script])}
+        closure = {relative_name(path) for path in import_closure([script])}
         declared = _code_deps(stage)
         assert closure - declared == set(), f"{name}: dvc.yaml misses {sorted(closure - declared)}"
         assert declared - closure == set(), f"{name}: dvc.yaml lists {sorted(declared - closure)}"
@@ -28,15 +35,17 @@ def test_every_stage_declares_exactly_the_ferx_modules_its_script_imports():
 
 def test_the_closure_follows_imports_inside_functions_and_from_package_imports(tmp_path):
     script = tmp_path / "stage.py"
-    script.write_text("def main():\n    from ferx.compare import compare\n    import ferx.labels\n")
+    script.write_text(
+        "def main():\n    from ferx.analysis.compare import compare\n    import ferx.labels\n"
+    )
     names = {path.name for path in import_closure([script])}
     assert {"compare.py", "labels.py", "plots.py", "atomic.py"} <= names  # plots: compare's own
-    assert "train.py" not in names
+    assert "loop.py" not in names and "run.py" not in names
 
 
 def test_importing_the_prepare_stage_loads_no_torch_captum_or_matplotlib():
     modules = sorted(
-        f"ferx.{path.stem}" for path in import_closure([PROJECT_ROOT / "stages/prepare.py"])
+        module_name(path) for path in import_closure([PROJECT_ROOT / "stages/prepare.py"])
     )
     code = (
         "import sys\n"
@@ -48,10 +57,11 @@ def test_importing_the_prepare_stage_loads_no_torch_captum_or_matplotlib():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT
     )
     assert result.returncode == 0, result.stderr
-    assert "ferx.prepare" in modules and "ferx.cli" in modules
+    assert "ferx.data.prepare" in modules and "ferx.cli" in modules
     assert result.stdout.strip() == "", f"the prepare stage imports {result.stdout.strip()}"
 
 
+@pytest.mark.slow
 def test_a_stage_runs_the_ferx_of_its_own_workspace_not_an_installed_copy(tmp_path):
     # DVC runs queued experiments in temporary copies of the repository; a stage that imported
     # the installed (editable) ferx would run the main workspace's code, whatever the
@@ -59,10 +69,10 @@ def test_a_stage_runs_the_ferx_of_its_own_workspace_not_an_installed_copy(tmp_pa
     from tests.conftest import dvc, make_dvc_project
 
     root = make_dvc_project(tmp_path, {"prepare": {"synthetic": {"n_samples": 70}}})
-    with (root / "ferx/prepare.py").open("a") as module:
+    with (root / "ferx/data/prepare.py").open("a") as module:
         module.write("\nprint('ferx of this workspace:', __file__)\n")
     out = dvc(root, "repro", "prepare").stdout
-    assert f"ferx of this workspace: {root / 'ferx/prepare.py'}" in out
+    assert f"ferx of this workspace: {root / 'ferx/data/prepare.py'}" in out
 
 
 def test_improve_declares_exactly_the_train_params_it_reads():
@@ -95,3 +105,40 @@ def test_run_stage_gives_torch_the_threads_runtime_names(tmp_path, monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert seen == [1]
+
+
+# ARCHITECTURE.md's code map: which layer of ferx may import which ("top" = ferx/*.py)
+MAY_IMPORT = {
+    "top": {"top"},
+    "data": {"top", "data"},
+    "models": {"top", "models"},
+    "training": {"top", "data", "models", "training"},
+    "analysis": {"top", "data", "models", "analysis", "deploy.export"},
+    "deploy": {"top", "data", "models", "deploy", "analysis.explain"},
+    "experiments": {"top", "experiments", "analysis.cost_figure"},
+}
+SHIMS = {"ferx.ablate", "ferx.predict"}  # old homes of the console scripts, forwarding
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 2 and not (PACKAGE_DIR / parts[1]).is_dir():
+        return "top"
+    return parts[1]
+
+
+def test_each_layer_imports_only_what_the_code_map_allows():
+    broken = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        module = module_name(path)
+        if module == "ferx" or module in SHIMS:
+            continue
+        allowed = MAY_IMPORT[_layer(module)]
+        for imported in imported_modules(path):
+            if imported == "ferx" or (imported.count(".") == 1 and _layer(imported) != "top"):
+                continue  # a package's own __init__ (run by every import below it)
+            layer = _layer(imported)
+            detail = ".".join(imported.split(".")[1:3])
+            if layer not in allowed and detail not in allowed:
+                broken.append(f"{module} imports {imported}")
+    assert broken == []

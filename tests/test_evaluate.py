@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ferx.evaluate import confusion, confusion_records, evaluate_logits, plot_confusion
+from ferx.analysis.evaluate import confusion, confusion_records, evaluate_logits, plot_confusion
 from ferx.labels import CLASS_NAMES
 from tests.conftest import PROJECT_ROOT, dvc, git, run_stage
 
@@ -49,6 +49,7 @@ def test_confusion_png_is_written(tmp_path):
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_dvc_plots_show_accepts_the_confusion_file(tmp_path):
     git(tmp_path, "init", "-q")
     dvc(tmp_path, "init", "-q")
@@ -61,6 +62,7 @@ def test_dvc_plots_show_accepts_the_confusion_file(tmp_path):
     assert "confusion.json" in json.dumps(shown) and not shown.get("errors")
 
 
+@pytest.mark.slow
 def test_evaluate_stage_refuses_a_missing_or_foreign_model_file(tmp_path):
     params = {"prepare": {"synthetic": {"n_samples": 100}}}
     assert run_stage("prepare", tmp_path, params).returncode == 0
@@ -98,11 +100,11 @@ def test_the_evaluate_stage_infers_in_the_layout_and_batch_runtime_names(
 ):
     import stages.evaluate as stage
     from ferx.atomic import write_json
-    from ferx.checkpoint import save_model
-    from ferx.model import MiniXception
+    from ferx.data.prepare import _save_npz
+    from ferx.data.synthetic import make_synthetic_fer
+    from ferx.models import MiniXception
+    from ferx.models.checkpoint import save_model
     from ferx.params import validate_params
-    from ferx.prepare import _save_npz
-    from ferx.synthetic import make_synthetic_fer
 
     monkeypatch.chdir(tmp_path)
     save_model("models/baseline.pt", MiniXception(), source="synthetic")
@@ -119,7 +121,7 @@ def test_the_evaluate_stage_infers_in_the_layout_and_batch_runtime_names(
         return real(model, images, batch_size, device, layout)
 
     monkeypatch.setattr(stage, "predict_logits", spy)
-    monkeypatch.setattr("ferx.inference.predict_logits", spy)  # the TTA views' calls
+    monkeypatch.setattr("ferx.models.inference.predict_logits", spy)  # the TTA views' calls
     params = validate_params(
         {"runtime": {"memory_format": layout, "eval_batch_size": 5}, "evaluate": {"tta": "flip"}}
     )

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ferx.explain import ProbeError, explain_batch, label_from_name, load_probes
-from ferx.model import ModelConfig, build_model
+from ferx.analysis.explain import ProbeError, explain_batch, label_from_name, load_probes
+from ferx.models import ModelConfig, build_model
 from tests.conftest import run_stage
 
 
@@ -151,6 +151,7 @@ def _explain(root):
     )
 
 
+@pytest.mark.slow
 def test_explain_stage_writes_a_grid_and_json_per_probe_set(tmp_path):
     params = {
         "prepare": {"synthetic": {"n_samples": 120}},

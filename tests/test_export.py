@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from ferx.export import OnnxModel, OnnxModelError, export_onnx, parity, softmax
-from ferx.inference import predict_logits
+from ferx.data.synthetic import make_synthetic_fer
+from ferx.deploy.export import OnnxModel, OnnxModelError, export_onnx, parity, softmax
 from ferx.labels import ARCHITECTURES, CLASS_NAMES
-from ferx.model import ModelConfig, build_model
-from ferx.synthetic import make_synthetic_fer
+from ferx.models import ModelConfig, build_model
+from ferx.models.inference import predict_logits
 
 FACES = make_synthetic_fer(120, seed=1).pixels
 
@@ -33,6 +33,7 @@ def _trained_like(arch: str) -> torch.nn.Module:
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_onnx_runtime_gives_pytorchs_logits_for_every_network(tmp_path, arch):
     model = _trained_like(arch)
@@ -88,10 +89,11 @@ def test_a_failure_that_is_not_the_networks_is_not_called_unexportable(tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("helper", ["export_onnx", "parity", "count_flops", "explain_batch"])
 def test_helpers_hand_the_model_back_in_its_mode_and_layout(tmp_path, helper):
-    from ferx.cost import count_flops
-    from ferx.explain import explain_batch
+    from ferx.analysis.cost import count_flops
+    from ferx.analysis.explain import explain_batch
 
     model = _trained_like("mini_xception").train().to(memory_format=torch.channels_last)
     model.head.eval()  # a mixed state survives too
@@ -119,7 +121,7 @@ def test_helpers_hand_the_model_back_in_its_mode_and_layout(tmp_path, helper):
 
 
 def _export_check(tmp_path, monkeypatch, max_diff: float):
-    from ferx import export
+    from ferx.deploy import export
 
     real_parity = export.parity
 
@@ -135,6 +137,7 @@ def _export_check(tmp_path, monkeypatch, max_diff: float):
     )
 
 
+@pytest.mark.slow
 def test_an_export_that_fails_its_check_leaves_no_file(tmp_path, monkeypatch):
     target, run = _export_check(tmp_path, monkeypatch, max_diff=3e-3)
     with pytest.raises(OnnxModelError, match=r"differ from PyTorch's by up to 3.00e-03.*nothing"):
@@ -142,6 +145,7 @@ def test_an_export_that_fails_its_check_leaves_no_file(tmp_path, monkeypatch):
     assert list(target.parent.iterdir()) == []  # neither the new file nor the earlier one
 
 
+@pytest.mark.slow
 def test_an_export_that_passes_its_check_is_put_in_place(tmp_path, monkeypatch):
     target, run = _export_check(tmp_path, monkeypatch, max_diff=1e-6)
     check = run()
@@ -180,12 +184,13 @@ def test_softmax_rows_sum_to_one_and_keep_the_order():
     assert (p.argmax(1) == logits.argmax(1)).all()
 
 
+@pytest.mark.slow
 def test_the_export_stage_writes_its_report_only_for_a_file_that_passed(tmp_path, monkeypatch):
-    from ferx import export
     from ferx.atomic import write_json
-    from ferx.checkpoint import save_model
+    from ferx.data.prepare import _save_npz
+    from ferx.deploy import export
+    from ferx.models.checkpoint import save_model
     from ferx.params import Params
-    from ferx.prepare import _save_npz
     from stages.export import main
 
     monkeypatch.chdir(tmp_path)

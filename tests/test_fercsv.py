@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferx.fercsv import FerDataError, FerTable, read_fer_csv
-from ferx.synthetic import to_csv_text
+from ferx.data.fercsv import FerDataError, FerTable, read_fer_csv
+from ferx.data.synthetic import to_csv_text
 
 GOOD_PIXELS = " ".join(["7"] * 2304)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from ferx.checkpoint import load_model
+from ferx.models.checkpoint import load_model
 from tests.conftest import PROJECT_ROOT, run_stage
 
 TINY = {
@@ -34,6 +34,7 @@ def _conv_weights(model) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k.endswith("weight") and v.dim() == 4}
 
 
+@pytest.mark.slow
 def test_improve_fine_tunes_from_the_baseline_checkpoint(trained):
     params = {
         **TINY,
@@ -68,9 +69,9 @@ SCRIPTED_SELECTION = """
 import runpy
 import sys
 
-import ferx.train
+import ferx.training.loop
 
-evaluate, scores = ferx.train._evaluate, iter({scores!r})
+evaluate, scores = ferx.training.loop._evaluate, iter({scores!r})
 
 
 def scripted(*args):
@@ -79,7 +80,7 @@ def scripted(*args):
     return row
 
 
-ferx.train._evaluate = scripted
+ferx.training.loop._evaluate = scripted
 sys.argv = [{stage!r}]
 runpy.run_path({stage!r}, run_name="__main__")
 """
@@ -97,6 +98,7 @@ def run_improve_scored(root, params: dict, scores: list[float]) -> subprocess.Co
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("retrain", "retrained"),
     [
@@ -126,6 +128,7 @@ def test_improve_retraining_part_changes_that_part_and_leaves_every_other_tensor
         assert torch.equal(improved[name], tensor) != retrained(name), name
 
 
+@pytest.mark.slow
 def test_improve_that_no_epoch_beats_saves_the_baseline_unchanged(trained):
     improve = {"epochs": 2, "lr": 0.05, "retrain": "top", "select_metric": "accuracy"}
     result = run_improve_scored(trained, {**TINY, "improve": improve}, [0.5, 0.5, 0.4])
@@ -140,6 +143,7 @@ def test_improve_that_no_epoch_beats_saves_the_baseline_unchanged(trained):
         assert torch.equal(improved[name], tensor), name
 
 
+@pytest.mark.slow
 def test_improve_from_scratch_does_not_start_from_the_baseline(trained):
     params = {**TINY, "improve": {"epochs": 1, "lr": 1e-12, "init": "scratch", "retrain": "all"}}
     assert run_stage("improve", trained, params).returncode == 0
@@ -149,6 +153,7 @@ def test_improve_from_scratch_does_not_start_from_the_baseline(trained):
     assert not torch.allclose(_conv_weights(baseline)[stem], _conv_weights(improved)[stem])
 
 
+@pytest.mark.slow
 def test_improve_without_a_baseline_model_is_a_clear_error(tmp_path):
     assert run_stage("prepare", tmp_path, TINY).returncode == 0
     result = run_stage("improve_init", tmp_path)
@@ -162,7 +167,7 @@ def test_improve_without_a_baseline_model_is_a_clear_error(tmp_path):
 
 
 def test_improve_init_holds_the_baseline_byte_for_byte_or_the_same_scratch_note(tmp_path):
-    from ferx.improve_init import write_improve_init
+    from ferx.training.improve_init import write_improve_init
 
     baseline = tmp_path / "baseline.pt"
     baseline.write_bytes(b"weights v1")
@@ -175,6 +180,7 @@ def test_improve_init_holds_the_baseline_byte_for_byte_or_the_same_scratch_note(
     assert write_improve_init("scratch", baseline, folder).read_bytes() == first
 
 
+@pytest.mark.slow
 def test_each_training_records_what_decided_its_bits(trained):
     # run_stage gives the child the parent's environment: OMP_NUM_THREADS etc. as set here
     record = json.loads((trained / "metrics/train.json").read_text())["reproducibility"]
@@ -191,6 +197,7 @@ def test_each_training_records_what_decided_its_bits(trained):
     }
 
 
+@pytest.mark.slow
 def test_an_instruction_set_cap_is_recorded(tmp_path):
     import os
 

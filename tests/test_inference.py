@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from ferx.inference import TTA_VIEWS, predict_logits, predict_tta, tta_views
-from ferx.model import MiniXception
+from ferx.models import MiniXception
+from ferx.models.inference import TTA_VIEWS, predict_logits, predict_tta, tta_views
 
 FACES = (torch.rand(5, 1, 48, 48, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
 

@@ -4,9 +4,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from ferx.cost import count_flops
+from ferx.analysis.cost import count_flops
 from ferx.labels import ARCHITECTURES
-from ferx.model import (
+from ferx.models import (
     NETWORKS,
     MiniXception,
     ModelConfig,
@@ -131,6 +131,7 @@ def _tiny_task(per_class: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_each_network_learns_from_its_default_initialisation(arch):
     # The course CNN has 13 layers and no normalisation: under torch's default init its loss

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from ferx.checkpoint import load_state
-from ferx.compare import selection_note
-from ferx.synthetic import make_synthetic_fer, to_csv_text
+from ferx.analysis.compare import selection_note
+from ferx.data.synthetic import make_synthetic_fer, to_csv_text
+from ferx.models.checkpoint import load_state
 from tests.browser import CHROMIUM, drawn_divs, offline_dom
 from tests.conftest import dvc, git, make_dvc_project, stages_run
 

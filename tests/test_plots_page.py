@@ -1,4 +1,4 @@
-from ferx.plots_page import offline_template
+from ferx.analysis.plots_page import offline_template
 
 
 def test_the_template_inlines_vega_and_fetches_nothing():

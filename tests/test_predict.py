@@ -5,11 +5,11 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from ferx.checkpoint import save_model
+from ferx.data.synthetic import make_synthetic_fer
+from ferx.deploy.predict import main
 from ferx.labels import ARCHITECTURES, CLASS_NAMES
-from ferx.model import MiniXception, ModelConfig, build_model
-from ferx.predict import main
-from ferx.synthetic import make_synthetic_fer
+from ferx.models import MiniXception, ModelConfig, build_model
+from ferx.models.checkpoint import save_model
 
 FACES = make_synthetic_fer(100, seed=0)
 
@@ -128,9 +128,10 @@ def test_every_network_predicts_from_its_file_alone_with_a_gradcam(tmp_path, arc
     assert cam.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_the_onnx_export_gives_the_model_files_output(tmp_path, model_path, capsys):
-    from ferx.checkpoint import load_model
-    from ferx.export import export_onnx
+    from ferx.deploy.export import export_onnx
+    from ferx.models.checkpoint import load_model
 
     torch.manual_seed(1)
     model = MiniXception().eval()
@@ -155,8 +156,9 @@ def test_the_onnx_export_gives_the_model_files_output(tmp_path, model_path, caps
         assert a["probabilities"] == pytest.approx(b["probabilities"], abs=2e-4)
 
 
+@pytest.mark.slow
 def test_gradcam_needs_the_model_file_not_its_onnx_export(tmp_path, model_path, capsys):
-    from ferx.export import export_onnx
+    from ferx.deploy.export import export_onnx
 
     export_onnx(MiniXception(), tmp_path / "m.onnx")
     Image.fromarray(FACES.pixels[0]).save(tmp_path / "a.png")
@@ -165,16 +167,17 @@ def test_gradcam_needs_the_model_file_not_its_onnx_export(tmp_path, model_path, 
     assert "--gradcam needs the PyTorch model file (.pt)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_predicting_with_the_onnx_export_never_imports_torch(tmp_path):
     import subprocess
     import sys
 
-    from ferx.export import export_onnx
+    from ferx.deploy.export import export_onnx
 
     export_onnx(MiniXception(), tmp_path / "m.onnx")
     Image.fromarray(FACES.pixels[0]).save(tmp_path / "a.png")
     code = (
-        "import sys\nfrom ferx.predict import main\n"
+        "import sys\nfrom ferx.deploy.predict import main\n"
         f"code = main([{str(tmp_path / 'a.png')!r}, '--model', {str(tmp_path / 'm.onnx')!r}])\n"
         "print(code, sorted({'torch', 'captum', 'torchvision'} & set(sys.modules)))\n"
     )

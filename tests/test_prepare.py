@@ -4,9 +4,9 @@ import json
 import numpy as np
 from PIL import Image
 
-from ferx.data import load_split
-from ferx.prepare import experiment_origin
-from ferx.synthetic import to_csv_text
+from ferx.data.prepare import experiment_origin
+from ferx.data.splits import load_split
+from ferx.data.synthetic import to_csv_text
 from tests.conftest import run_stage
 
 SMALL = {"prepare": {"synthetic": {"n_samples": 150, "seed": 1}}}

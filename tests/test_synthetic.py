@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from ferx.data.synthetic import FER_CLASS_COUNTS, class_counts, make_synthetic_fer
 from ferx.labels import CLASS_NAMES
-from ferx.synthetic import FER_CLASS_COUNTS, class_counts, make_synthetic_fer
 
 
 def test_same_seed_same_faces_other_seed_other_faces():

@@ -8,13 +8,16 @@ import textwrap
 import pytest
 import torch
 
-import ferx.train
-from ferx.checkpoint import CheckpointError, load_model, load_state, save_model, save_state
-from ferx.inference import predict_logits
+import ferx.training.loop
 from ferx.labels import ARCHITECTURES
-from ferx.model import MiniXception, ModelConfig, build_model
+from ferx.models import MiniXception, ModelConfig, build_model
+from ferx.models.checkpoint import CheckpointError, load_model, load_state, save_model, save_state
+from ferx.models.inference import predict_logits
 from ferx.params import RuntimeParams, TrainParams
-from ferx.train import RunSpec, Split, fit, freeze_all_but, make_ema, training_sources
+from ferx.training.loop import RunSpec, Split, fit, freeze_all_but
+from ferx.training.optim import make_ema
+from ferx.training.resume import training_sources
+from ferx.training.source_code import relative_name
 from tests.conftest import tiny_splits
 
 SPLITS = tiny_splits(160, seed=0)
@@ -51,15 +54,15 @@ def _tensors(value, path: str = "") -> dict[str, torch.Tensor]:
 
 
 def _script(monkeypatch, function: str, scripts: dict[str, list[float]]) -> None:
-    """Make ferx.train.<function>, which returns a row of metrics, return the real row but for
-    the keys in `scripts`, which take their next scripted value at each call."""
-    real = getattr(ferx.train, function)
+    """Make ferx.training.loop.<function>, which returns a row of metrics, return the real row
+    but for the keys in `scripts`, which take their next scripted value at each call."""
+    real = getattr(ferx.training.loop, function)
     values = {key: iter(series) for key, series in scripts.items()}
 
     def scripted(*args, **kwargs):
         return real(*args, **kwargs) | {key: next(series) for key, series in values.items()}
 
-    monkeypatch.setattr(ferx.train, function, scripted)
+    monkeypatch.setattr(ferx.training.loop, function, scripted)
 
 
 def test_loss_decreases_on_a_tiny_synthetic_set(tmp_path):
@@ -182,7 +185,7 @@ def test_other_initial_weights_with_the_same_sum_are_another_run(tmp_path, capsy
 def test_edited_training_code_makes_a_checkpoint_another_runs(tmp_path, monkeypatch, capsys):
     module = tmp_path / "loop.py"
     module.write_text("STEP = 1\n")
-    monkeypatch.setattr("ferx.train.training_sources", lambda: [module])
+    monkeypatch.setattr("ferx.training.resume.training_sources", lambda: [module])
     _interrupted(tmp_path, quick(), "s")
     module.write_text("STEP = 2\n")  # the loop was edited between the kill and the rerun
     _, result = run(tmp_path, quick(), "s")
@@ -191,9 +194,11 @@ def test_edited_training_code_makes_a_checkpoint_another_runs(tmp_path, monkeypa
 
 
 def test_training_code_fingerprint_covers_every_module_training_runs():
-    names = {path.name for path in training_sources()}
-    assert {"train.py", "model.py", "augment.py", "training_run.py", "weights.py"} <= names
-    assert {"metrics.py", "params.py", "checkpoint.py"} <= names
+    names = {relative_name(path) for path in training_sources()}
+    training = {"loop", "optim", "resume", "progress", "run", "augment", "class_weights"}
+    assert {f"ferx/training/{name}.py" for name in training} <= names
+    assert {"ferx/models/mini_xception.py", "ferx/models/__init__.py"} <= names
+    assert {"ferx/metrics.py", "ferx/params.py", "ferx/models/checkpoint.py"} <= names
 
 
 def test_a_checkpoint_whose_weights_do_not_fit_starts_fresh_without_a_traceback(tmp_path, capsys):
@@ -254,6 +259,7 @@ def pretrained(tmp_path_factory) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in start.state_dict().items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(PRIVATE_TEST_CASES))
 def test_private_test_labels_choose_nothing(tmp_path, request, case):
     recipe = dict(PRIVATE_TEST_CASES[case])
@@ -531,6 +537,7 @@ def test_incompatible_model_files_are_refused(tmp_path):
         load_model(tmp_path / "arch.pt")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 def test_ragged_batches_do_not_crash_the_training_loop(tmp_path, layout):
     # channels_last training crashed here (heap corruption) for batch sizes not divisible by 8.
@@ -539,9 +546,9 @@ def test_ragged_batches_do_not_crash_the_training_loop(tmp_path, layout):
     code = textwrap.dedent(
         f"""
         from pathlib import Path
-        from ferx.model import MiniXception
+        from ferx.models import MiniXception
         from ferx.params import RuntimeParams, TrainParams
-        from ferx.train import RunSpec, fit
+        from ferx.training.loop import RunSpec, fit
         from tests.conftest import tiny_splits
         splits = tiny_splits(100, seed=1)
         params = TrainParams(epochs=1, batch_size=13)

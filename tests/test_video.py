@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from ferx.checkpoint import save_model
+from ferx.data.synthetic import make_synthetic_fer
+from ferx.deploy.predict import main
 from ferx.labels import CLASS_NAMES
-from ferx.model import MiniXception
-from ferx.predict import main
-from ferx.synthetic import make_synthetic_fer
+from ferx.models import MiniXception
+from ferx.models.checkpoint import save_model
 
 FACE = make_synthetic_fer(100, seed=0).pixels[0]
 FRAMES, SIZE = 12, (400, 300)
@@ -98,9 +98,10 @@ def test_every_nth_frame_is_classified_and_its_boxes_carried_between(tmp_path, m
     assert rows[5]["x"] != rows[0]["x"]  # the face moved, and frame 5 saw it
 
 
+@pytest.mark.slow
 def test_the_onnx_export_annotates_a_video_like_the_model_file(tmp_path, model_path):
-    from ferx.checkpoint import load_model
-    from ferx.export import export_onnx
+    from ferx.deploy.export import export_onnx
+    from ferx.models.checkpoint import load_model
 
     _clip(tmp_path / "clip.mp4", frames=4)
     export_onnx(load_model(model_path)[0], tmp_path / "m.onnx")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ferx.weights import class_weights
+from ferx.training.class_weights import class_weights
 
 COUNTS = [100, 10, 50]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ferx.cost_figure import CostPoint
+from ferx.analysis.cost_figure import CostPoint
 from ferx.experiments.spec import Spec
 
 SPLITS = (("public", "PublicTest"), ("private", "PrivateTest"))
@@ -78,7 +78,7 @@ def _references(ax) -> None:
 
 
 def plot_frontiers(spec: Spec, records: list[dict[str, Any]], path: Path) -> None:
-    from ferx.cost_figure import plot_cost_points
+    from ferx.analysis.cost_figure import plot_cost_points
     from ferx.plots import plt, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))

@@ -13,17 +13,11 @@ import numpy as np
 from PIL import Image
 
 from ferx.atomic import atomic_dir, write_atomic
-from ferx.fercsv import (
-    USAGES,
-    FerDataError,
-    FerTable,
-    parse_fer_csv,
-    read_file_bytes,
-    unpack_csv,
-)
+from ferx.data.archives import FerDataError, read_file_bytes, unpack_csv
+from ferx.data.fercsv import USAGES, FerTable, parse_fer_csv
+from ferx.data.synthetic import make_synthetic_fer
 from ferx.labels import CLASS_NAMES, PROBE_SETS, SPLITS
 from ferx.params import PrepareParams
-from ferx.synthetic import make_synthetic_fer
 
 SYNTHETIC_BANNER = """
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
@@ -95,7 +89,7 @@ def _missing_real_data(raw: Path, params: PrepareParams) -> str | None:
             f"{raw}: FER2013 is in {origin / raw} but not in this DVC experiment's workspace, "
             "because DVC copies only what git or DVC tracks into queued and temporary "
             f"experiments. Track it once: `dvc add {raw}/<file>` and commit the .dvc file "
-            "(README: Experiments), or queue with `dvc exp run --queue -C data/raw ...`"
+            "(README: The data), or queue with `dvc exp run --queue -C data/raw ...`"
         )
     return None
 

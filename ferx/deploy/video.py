@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from ferx.atomic import atomic_path, write_atomic
+from ferx.data.faces import crop_with_margin, find_faces, to_face_array
 from ferx.errors import UserError
-from ferx.faces import crop_with_margin, find_faces, to_face_array
 from ferx.labels import CLASS_NAMES, IMAGE_SIDE
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv"}

@@ -31,7 +31,7 @@ def export_onnx(model, path: str | Path, meta: dict[str, Any] | None = None) -> 
     """Write `model` (a ferx network) as ONNX with a dynamic batch, atomically."""
     import torch
 
-    from ferx.inference import model_kept_as_is
+    from ferx.models.inference import model_kept_as_is
 
     try:
         import onnx
@@ -145,7 +145,7 @@ def parity(model, onnx_model: OnnxModel, images: np.ndarray, batch_size: int = 1
     """How far ONNX Runtime's logits are from PyTorch's on `images` (N x 48 x 48 uint8)."""
     import torch
 
-    from ferx.inference import predict_logits
+    from ferx.models.inference import predict_logits
 
     reference = predict_logits(model, torch.from_numpy(images).unsqueeze(1), batch_size).numpy()
     ours = onnx_model.logits(images, batch_size)

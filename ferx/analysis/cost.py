@@ -17,9 +17,9 @@ with warnings.catch_warnings():  # fvcore's import scripts a helper with torch.j
     warnings.simplefilter("ignore", FutureWarning)
     from fvcore.nn import FlopCountAnalysis
 
-from ferx.inference import model_kept_as_is
 from ferx.labels import IMAGE_SIDE
-from ferx.model import count_parameters
+from ferx.models import count_parameters
+from ferx.models.inference import model_kept_as_is
 
 FLOP_NOTE = "fvcore counts one multiply-add as one flop"
 
@@ -86,7 +86,7 @@ def onnxruntime_speed(
     onnx_path: Path, batch: int = 128, threads: int = 1, runs: int = 200, seconds: float = 3.0
 ) -> dict[str, Any]:
     """Latency (batch 1) and throughput (`batch`) of the ONNX file in ONNX Runtime."""
-    from ferx.export import OnnxModel
+    from ferx.deploy.export import OnnxModel
 
     onnx_model = OnnxModel(onnx_path, threads=threads)
     rng = np.random.default_rng(0)
@@ -157,7 +157,7 @@ def plot_accuracy_vs_gflops(
 ) -> None:
     """PrivateTest accuracy against GFLOPs per face (log scale): one filled point per model,
     and where TTA is on a hollow one at n_views times the GFLOPs, joined to it."""
-    from ferx.cost_figure import CostPoint, plot_cost_points
+    from ferx.analysis.cost_figure import CostPoint, plot_cost_points
     from ferx.plots import plt, save_figure
 
     # models at the same point (improve kept the baseline) share one dot and one label

@@ -8,8 +8,6 @@ the best on PublicTest only; PrivateTest is reported, never used to choose.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import sys
 import time
@@ -22,13 +20,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ferx.augment import augment_batch
-from ferx.checkpoint import load_state, save_state
-from ferx.data import load_split
-from ferx.inference import memory_format, predict_logits
+from ferx.data.splits import load_split
 from ferx.labels import EVAL_SPLITS, SPLITS
 from ferx.metrics import summary_metrics
+from ferx.models.checkpoint import save_state
+from ferx.models.inference import memory_format, predict_logits
 from ferx.params import RuntimeParams, TrainParams
+from ferx.training.augment import augment_batch
+from ferx.training.optim import make_ema, make_optimizer, make_scheduler
+from ferx.training.progress import live_log, log_epoch, open_live
+from ferx.training.resume import fingerprint, resume_or_start
 
 
 @dataclass(frozen=True)
@@ -86,94 +87,6 @@ def choose_device(wanted: str) -> torch.device:
     return torch.device("cuda")
 
 
-def make_optimizer(model: torch.nn.Module, params: TrainParams) -> torch.optim.Optimizer:
-    learned = [p for p in model.parameters() if p.requires_grad]  # frozen layers stay out
-    if params.optimizer == "sgd":
-        return torch.optim.SGD(
-            learned,
-            lr=params.lr,
-            momentum=params.momentum,
-            nesterov=True,
-            weight_decay=params.weight_decay,
-        )
-    cls = torch.optim.AdamW if params.optimizer == "adamw" else torch.optim.Adam
-    # fused: one kernel for all parameters instead of ~10 small ops per tensor; at batch 32
-    # the per-tensor loop cost ~2 ms of a ~40 ms CPU step (measured), fused ~0.9 ms.
-    return cls(learned, lr=params.lr, weight_decay=params.weight_decay, fused=True)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, params: TrainParams, steps_per_epoch: int):
-    """Per-step cosine (with linear warm-up) or constant; plateau steps once per epoch."""
-    if params.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=params.plateau_factor, patience=params.plateau_patience
-        )
-    total = params.epochs * steps_per_epoch
-    warmup = params.warmup_epochs * steps_per_epoch
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if params.schedule == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def fingerprint(
-    params: TrainParams,
-    splits: dict[str, Split],
-    initial_state: dict[str, torch.Tensor],
-    extra: dict[str, Any],
-) -> dict[str, str]:
-    """What a resumable checkpoint must match, as one sha256 per part so a mismatch can say
-    which part changed: the params, the training code, every byte of the data, the exact
-    initial weights, and the run's own settings (class weights, what learns, selection)."""
-    data = hashlib.sha256()
-    for name in sorted(splits):
-        data.update(name.encode())
-        data.update(splits[name].x.numpy().tobytes())
-        data.update(splits[name].y.numpy().tobytes())
-    return {
-        "params": _sha256_json(params.model_dump()),
-        "code": source_digest(training_sources()),
-        "data": data.hexdigest(),
-        "initial weights": state_digest(initial_state),
-        "run settings": _sha256_json(extra),
-    }
-
-
-def training_sources() -> list[Path]:
-    """The ferx modules a training run executes (the import closure of ferx.training_run and
-    ferx.weights): editing any of them makes an old checkpoint another run's."""
-    from ferx.sources import import_closure
-
-    return import_closure(["ferx.training_run", "ferx.weights"])
-
-
-def source_digest(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def state_digest(state: dict[str, torch.Tensor]) -> str:
-    """sha256 of every tensor's name, dtype, shape and bytes: equal only for equal weights."""
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        tensor = state[name].detach().cpu().reshape(-1).contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(state[name].shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
-
-
-def _sha256_json(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
-
-
 def fit(
     model: torch.nn.Module,
     splits: dict[str, Split],
@@ -195,7 +108,7 @@ def fit(
     if spec.init_state_dict is not None:
         model.load_state_dict(spec.init_state_dict)
     key = fingerprint(params, splits, model.state_dict(), spec.fingerprint_extra)
-    state = _resume_or_start(spec, key, model, optimizer, scheduler)
+    state = resume_or_start(spec, key, model, optimizer, scheduler)
     ema = make_ema(model, params.ema)
     if ema is not None and "ema" in state:
         ema.load_state_dict(state["ema"])
@@ -210,7 +123,7 @@ def fit(
             f"{spec.name}: starting weights (epoch 0): public {spec.select_metric} "
             f"{state['best_score']:.4f}; kept unless an epoch beats it"
         )
-    live = _open_live(spec, state["history"])
+    live = open_live(spec, state["history"])
     start = time.perf_counter() - state["seconds"]
 
     for epoch in range(state["epoch"] + 1, params.epochs + 1):
@@ -246,9 +159,9 @@ def fit(
             }
         state["stale"] = 0 if improved else state["stale"] + 1
         state["history"].append(row)
-        _log_epoch(spec.name, row, params.epochs, improved, spec.select_metric)
+        log_epoch(spec.name, row, params.epochs, improved, spec.select_metric)
         if live is not None:
-            _live_log(live, row)
+            live_log(live, row)
         state.update(
             epoch=epoch,
             seconds=time.perf_counter() - start,
@@ -272,16 +185,6 @@ def fit(
         time.perf_counter() - start,
         state.get("start"),
     )
-
-
-def make_ema(model: torch.nn.Module, decay: float):
-    """An exponential moving average of the weights and BatchNorm statistics, updated after
-    every optimiser step: average = decay * average + (1 - decay) * weights. None when off."""
-    if decay == 0:
-        return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _evaluate(model, splits, runtime, device) -> dict[str, float]:
@@ -374,97 +277,3 @@ def _train_one_epoch(
         "train/loss": plain / seen,
         "train/accuracy": correct / seen,
     }
-
-
-def _resume_or_start(spec, key, model, optimizer, scheduler) -> dict[str, Any]:
-    """Load an unfinished checkpoint of this very run, or start a fresh state. Anything else
-    (another run's, a finished one, an unreadable one) starts fresh with one line saying why."""
-    fresh = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    if spec.state_path.exists():
-        reason = _resume(spec, key, model, optimizer, scheduler)
-        if isinstance(reason, dict):
-            return reason
-        print(f"{spec.name}: not resuming {spec.state_path}: {reason}; starting fresh")
-        model.load_state_dict(fresh)
-    return {
-        "fingerprint": key,
-        "finished": False,
-        "epoch": 0,
-        "seconds": 0.0,
-        "best_score": -math.inf,
-        "best_epoch": 0,
-        "best_state": fresh,
-        "stale": 0,
-        "history": [],
-    }
-
-
-def _resume(spec, key, model, optimizer, scheduler) -> dict[str, Any] | str:
-    """The saved state if it continues this run, else the reason it does not."""
-    try:
-        saved = load_state(spec.state_path)
-    except ValueError as exc:
-        return f"unreadable ({exc})"
-    theirs = saved.get("fingerprint")
-    if not isinstance(theirs, dict) or set(theirs) != set(key):
-        return "written by an older version of ferx"
-    changed = [part for part in key if theirs[part] != key[part]]
-    if changed:
-        return f"another run's ({', '.join(changed)} changed)"
-    if saved.get("finished"):
-        return "that run finished"
-    try:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        return f"its weights do not fit ({str(exc).strip().splitlines()[0]})"
-    print(f"{spec.name}: resuming after epoch {saved['epoch']} from {spec.state_path}")
-    return saved
-
-
-def _open_live(spec: RunSpec, history: list[dict[str, float]]):
-    """A fresh DVCLive folder with the resumed epochs replayed, so curves are whole."""
-    if spec.live_dir is None:
-        return None
-    from dvclive import Live
-
-    live = Live(str(spec.live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
-    for row in history:
-        _live_log(live, row)
-    return live
-
-
-def _live_log(live, row: dict[str, float]) -> None:
-    live.step = int(row["epoch"])
-    for name, value in row.items():
-        if name not in ("epoch", "seconds"):
-            live.log_metric(name, value)
-    live.next_step()
-
-
-def _log_epoch(name: str, row: dict, epochs: int, improved: bool, metric: str) -> None:
-    mark = f"  * best public {metric}" if improved else ""
-    print(
-        f"{name} epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.2e}  "
-        f"train {row['train/loss']:.4f} / {row['train/accuracy']:.4f}  "
-        f"public {row['public/loss']:.4f} / {row['public/accuracy']:.4f}  "
-        f"private {row['private/loss']:.4f} / {row['private/accuracy']:.4f}  "
-        f"({row['seconds']:.1f} s){mark}",
-        flush=True,
-    )
-
-
-def history_table(history: list[dict[str, float]]) -> str:
-    """A markdown table of the per-epoch metrics (for logs and notes)."""
-    head = (
-        "| epoch | mean lr | train loss | train acc | public loss | public acc | private acc | s |"
-    )
-    lines = [head, "|" + "---|" * 8]
-    for r in history:
-        lines.append(
-            f"| {r['epoch']} | {r['lr']:.2e} | {r['train/loss']:.4f} | {r['train/accuracy']:.4f} "
-            f"| {r['public/loss']:.4f} | {r['public/accuracy']:.4f} | {r['private/accuracy']:.4f} "
-            f"| {r['seconds']:.1f} |"
-        )
-    return "\n".join(lines)

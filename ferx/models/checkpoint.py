@@ -12,7 +12,7 @@ import torch
 from ferx.atomic import write_atomic
 from ferx.errors import UserError
 from ferx.labels import CLASS_NAMES
-from ferx.model import ModelConfig, build_model
+from ferx.models import ModelConfig, build_model
 
 MODEL_FORMAT = "ferx-model/2"
 # read too: files written when the mini-Xception was the only network (config without arch)

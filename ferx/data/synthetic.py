@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferx.fercsv import USAGES, FerTable
+from ferx.data.fercsv import USAGES, FerTable
 from ferx.labels import CLASS_NAMES, IMAGE_SIDE
 
 # FER2013 Training class counts (angry, disgust, fear, happy, sad, surprise, neutral).

@@ -9,13 +9,14 @@ from typing import Any
 import torch
 
 from ferx.atomic import write_json
-from ferx.checkpoint import save_model
-from ferx.data import data_source
+from ferx.data.splits import data_source
 from ferx.labels import EVAL_SPLITS
-from ferx.model import ModelConfig, build_model
+from ferx.models import ModelConfig, build_model
+from ferx.models.checkpoint import save_model
 from ferx.params import ModelParams, Params, RuntimeParams, TrainParams
 from ferx.plots import plot_curves
-from ferx.train import RunSpec, Split, choose_device, fit, history_table, load_splits
+from ferx.training.loop import RunSpec, Split, choose_device, fit, load_splits
+from ferx.training.progress import history_table
 
 # Environment variables that move the bits: the instruction set oneDNN / ATen / MKL may use,
 # and the OpenMP thread count torch starts with (BENCHMARKS.md: "What changes the bits")

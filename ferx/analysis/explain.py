@@ -1,7 +1,7 @@
 """Grad-CAM, guided backpropagation and guided Grad-CAM for probe images (captum does the maths).
 
 Grad-CAM is taken at each network's `cam_layer`, a feature block before the classifier (see
-ferx/model.py for which and why), for the predicted class and upsampled bilinearly to 48x48;
+ferx/models/ for which and why), for the predicted class and upsampled bilinearly to 48x48;
 guided Grad-CAM is guided backprop times that map, as in Selvaraju et al. (2017) and
 captum's GuidedGradCam.
 """
@@ -19,8 +19,8 @@ import torch
 from captum.attr import GuidedBackprop, LayerAttribution, LayerGradCam
 from PIL import Image, UnidentifiedImageError
 
+from ferx.data.faces import IMAGE_SUFFIXES, to_face_array
 from ferx.errors import UserError
-from ferx.faces import IMAGE_SUFFIXES, to_face_array
 from ferx.labels import CLASS_NAMES, IMAGE_SIDE
 
 
@@ -88,7 +88,7 @@ def explain_batch(model: torch.nn.Module, images: np.ndarray) -> dict[str, np.nd
     """probabilities (N x 7), predicted class, Grad-CAM (N x 48 x 48, 0..1), guided backprop
     and guided Grad-CAM (N x 48 x 48, signed) for uint8 images N x 48 x 48. The model comes
     back in the mode, layout and ReLUs it came in."""
-    from ferx.inference import model_kept_as_is
+    from ferx.models.inference import model_kept_as_is
 
     relus = [m for m in model.modules() if isinstance(m, torch.nn.ReLU)]
     inplace = [m.inplace for m in relus]

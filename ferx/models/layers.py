@@ -1,0 +1,63 @@
+"""Building blocks the networks share: the pixel normalisation every network starts with, the
+1x1 convolution as a GEMM (layout-safe and fast on CPU) and the Keras separable convolution."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Normalize(nn.Module):
+    def __init__(self, mode: str, mean: float, std: float) -> None:
+        super().__init__()
+        if mode not in ("per_image", "dataset", "unit"):
+            raise ValueError(f"unknown normalisation {mode!r}")
+        self.mode = mode
+        self.mean, self.std = float(mean), float(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "per_image":
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            std = x.std(dim=(1, 2, 3), keepdim=True)
+            return (x - mean) / (std + 1.0)  # +1 grey level keeps flat images finite
+        if self.mode == "dataset":
+            return (x - self.mean) / self.std
+        return x / 255.0
+
+
+class Pointwise(nn.Conv2d):
+    """A 1x1 convolution (no bias), computed as one matrix product.
+
+    Same parameters and state_dict as nn.Conv2d(c_in, c_out, 1, stride), same result. Two
+    reasons, both measured on the 2-core CPU this project targets: oneDNN's channels_last 1x1
+    convolution corrupted the heap in backward for batch sizes not divisible by 8 (a segfault
+    mid-epoch, on the ragged last batch), and its NCHW 1x1 kernel is slow at these channel
+    counts (21 ms vs 12 ms for a matmul, forward+backward at 64x16x44x44). As a GEMM over NHWC
+    memory the 1x1 convolution is safe and lets the whole model run channels_last: 1.35x
+    NCHW's training images/s at batch 32 on the default network (BENCHMARKS.md,
+    bench/bench_train.py).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__(c_in, c_out, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        if self.stride[0] > 1:
+            x = x[:, :, :: self.stride[0], :: self.stride[1]]
+        weight = self.weight.view(self.out_channels, self.in_channels)
+        if nhwc:
+            # NHWC in memory: one (N*H*W, C) x (C, O) GEMM, output stays channels_last.
+            return torch.matmul(x.permute(0, 2, 3, 1), weight.t()).permute(0, 3, 1, 2)
+        n, c, h, w = x.shape
+        return torch.matmul(weight, x.reshape(n, c, h * w)).view(n, self.out_channels, h, w)
+
+
+class SeparableConv(nn.Sequential):
+    """Keras SeparableConv2D: depthwise 3x3 (same padding) then pointwise 1x1, no biases."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(
+            nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
+            Pointwise(c_in, c_out),
+        )
