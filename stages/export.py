@@ -20,8 +20,9 @@ def main(params: Params, model_name: str) -> None:
     report = Path("metrics/export") / f"{model_name}.json"
     report.unlink(missing_ok=True)  # written only for a file that passed the check below
     images, _ = load_split(Path(params.prepare.out_dir) / "private_test.npz")
+    runtime = params.runtime
     check = export_checked(
-        model, target, images, TOLERANCE, meta, batch_size=params.runtime.eval_batch_size
+        model, target, images, TOLERANCE, meta, runtime.eval_batch_size, runtime.threads
     )
     write_json(
         report,

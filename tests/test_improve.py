@@ -198,6 +198,10 @@ def test_each_training_records_what_decided_its_bits(trained):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
+    reason="the AVX2 cap is an x86 instruction set with AVX2 or more",
+)
 def test_an_instruction_set_cap_is_recorded(tmp_path):
     import os
 

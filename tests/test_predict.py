@@ -252,3 +252,21 @@ def test_out_of_range_options_are_refused(tmp_path, model_path, capsys, flag, va
     _photo(tmp_path / "me.png")
     assert main([str(tmp_path / "me.png"), "--model", str(model_path), flag, value]) == 2
     assert expected in _one_line_error(capsys)
+
+
+def test_a_folder_as_the_overlay_and_a_file_named_twice(tmp_path, model_path, capsys, monkeypatch):
+    photo = tmp_path / "me.png"
+    _photo(photo)
+    (tmp_path / "out").mkdir()
+    args = [str(photo), "--model", str(model_path)]
+    assert main([*args, "--gradcam", str(tmp_path / "out")]) == 2
+    assert "is a folder: name a file" in _one_line_error(capsys)
+    # relative paths; the image named twice and once more inside its folder: classified once,
+    # and its one overlay named as for one image
+    monkeypatch.chdir(tmp_path)
+    model = str(model_path)
+    assert main(["me.png", "./me.png", ".", "--model", model, "--gradcam", "c.png"]) == 0
+    assert capsys.readouterr().out.count("me.png") == 1 and (tmp_path / "c.png").exists()
+    before = photo.read_bytes()
+    assert main(["me.png", "--model", model, "--gradcam", "./me.png"]) == 2
+    assert "overwritten" in _one_line_error(capsys) and photo.read_bytes() == before

@@ -150,7 +150,7 @@ def test_a_video_without_a_face_is_a_clear_error_and_leaves_no_partial_output(
     [
         ("missing/out.mp4", "cannot write there (folder"),
         ("out.gif", "cannot write a .gif video"),
-        (".", "cannot write there"),
+        (".", "is a folder: name a file"),
     ],
 )
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(

@@ -115,6 +115,7 @@ def export_checked(
     tolerance: float,
     meta: dict[str, Any] | None = None,
     batch_size: int = 128,
+    threads: int = 0,
 ) -> dict:
     """Export `model`, check ONNX Runtime against PyTorch on `images`, and only then put the
     file at `target` (a failed check leaves no file there); the check's figures."""
@@ -123,7 +124,7 @@ def export_checked(
     unchecked = target.with_name(f".{target.stem}.unchecked{target.suffix}")
     try:
         export_onnx(model, unchecked, meta)
-        check = parity(model, OnnxModel(unchecked), images, batch_size)
+        check = parity(model, OnnxModel(unchecked, threads), images, batch_size)
         if check["max_abs_logit_diff"] > tolerance:
             raise OnnxModelError(
                 f"{target}: ONNX Runtime's logits differ from PyTorch's by up to "

@@ -63,8 +63,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def clashing_output(outputs: list[tuple[str, Path]], inputs: list[Path]) -> str | None:
-    """Why these outputs may not be written (one is an input, or two are one file), or None."""
+    """Why these outputs may not be written (one is an input or a folder, or two are one
+    file), or None."""
     for i, (flag, out) in enumerate(outputs):
+        if out.is_dir():
+            return f"{flag} {out} is a folder: name a file"
         for source in inputs:
             if _same_file(out, source):
                 return f"{flag} {out} is the input {source}; it would be overwritten: name another"

@@ -69,13 +69,20 @@ def face_from_file(path: Path, detect: bool, margin: float) -> tuple[np.ndarray,
 
 
 def collect_files(paths: list[str]) -> list[Path]:
-    files = []
+    """The image files named or inside named folders, each once (a file named twice, or named
+    and inside a named folder, is classified once), in the order given."""
+    files, seen = [], set()
     for name in paths:
         path = Path(name)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            files.append(path)
+        found = (
+            sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if path.is_dir()
+            else [path]
+        )
+        for file in found:
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                files.append(file)
     return files
 
 
