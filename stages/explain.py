@@ -1,10 +1,12 @@
-"""dvc stage `explain@<model>`: Grad-CAM and guided Grad-CAM on each probe folder."""
+"""dvc stage `explain@<model>`: Grad-CAM and guided Grad-CAM on each probe folder, and the
+strongest feature maps of each block for the first face of each folder."""
 
 import argparse
 from pathlib import Path
 
 import numpy as np
 
+from ferx.analysis.activations import activation_record, plot_activations, strongest_maps
 from ferx.analysis.explain import explain_batch, holds_images, load_probes, plot_grid, summarise
 from ferx.atomic import write_json
 from ferx.cli import run_stage
@@ -18,7 +20,7 @@ def main(params: Params, model_name: str) -> None:
     source = meta.get("source", "unknown")  # the data the model was trained on
     folders = {name: Path(params.prepare.probes_dir) / name for name in PROBE_SETS}
     folders["user_probes"] = Path(params.explain.user_probes)
-    sets = {}
+    sets, activations = {}, {}
     for name, folder in folders.items():
         if name == "user_probes" and folder.is_dir() and not holds_images(folder):
             print(f"explain {model_name} {folder}: no images yet, skipped")
@@ -30,6 +32,18 @@ def main(params: Params, model_name: str) -> None:
         title = f"{model_name} on probes '{name}' ({source} data): {share:.0%} correct"
         plot_grid(probes, result, Path("plots/explain") / model_name / f"{name}.png", title)
         print(f"explain {model_name} {folder}: {share:.0%} of {len(probes)} correct")
+        face = probes[0]
+        blocks, predicted = strongest_maps(model, face.image)
+        figure = Path("plots/explain") / model_name / f"activations_{name}.png"
+        plot_activations(
+            face.image,
+            blocks,
+            figure,
+            f"{model_name}: the most active maps per block for {face.path.name} ({source} data)",
+        )
+        activations[name] = activation_record(blocks, face.path.name, predicted) | {
+            "figure": str(figure)
+        }
     write_json(
         Path("metrics/explain") / f"{model_name}.json",
         {
@@ -37,6 +51,7 @@ def main(params: Params, model_name: str) -> None:
             "model": model_name,
             "share_correct": {name: s["share_correct"] for name, s in sets.items()},
             "sets": sets,
+            "activations": activations,
         },
     )
 

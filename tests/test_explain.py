@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ferx.analysis.activations import MAPS_PER_BLOCK, plot_activations, strongest_maps
 from ferx.analysis.explain import ProbeError, explain_batch, label_from_name, load_probes
 from ferx.models import ModelConfig, build_model
 from tests.conftest import run_stage
@@ -173,6 +174,12 @@ def test_explain_stage_writes_a_grid_and_json_per_probe_set(tmp_path):
     assert all(abs(sum(i["probabilities"].values()) - 1) < 1e-2 for i in images)
     for name in ("test", "test2"):
         assert (tmp_path / f"plots/explain/baseline/{name}.png").read_bytes()[:4] == b"\x89PNG"
+        figure = tmp_path / f"plots/explain/baseline/activations_{name}.png"
+        assert figure.read_bytes()[:4] == b"\x89PNG"
+        record = summary["activations"][name]
+        assert record["figure"] == f"plots/explain/baseline/activations_{name}.png"
+        assert record["probe"] == summary["sets"][name]["images"][0]["file"]
+        assert [b["block"] for b in record["blocks"]][0] == "stem"
 
     # the user's own face is explained beside the generated probes, and never removed
     Image.fromarray(np.full((60, 60), 128, np.uint8)).save(user / "sad_mine.png")
@@ -181,3 +188,45 @@ def test_explain_stage_writes_a_grid_and_json_per_probe_set(tmp_path):
     assert summary["sets"]["user_probes"]["images"][0]["file"] == "sad_mine.png"
     assert (tmp_path / "plots/explain/baseline/user_probes.png").exists()
     assert (user / "sad_mine.png").exists()
+
+
+EXPECTED_BLOCKS = {
+    "mini_xception": ["stem", "residual 1", "residual 2", "residual 3", "residual 4"],
+    "baseline_cnn": ["relu 1", "relu 2", "relu 3", "relu 4", "relu 5"],
+    "resnet18": ["stem", "layer1", "layer2", "layer3", "layer4"],
+}
+
+
+@pytest.mark.parametrize("arch", sorted(EXPECTED_BLOCKS))
+def test_activations_show_the_strongest_maps_of_every_block(arch, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch)).train()
+    face = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
+    blocks, predicted = strongest_maps(model, face)
+    assert model.training  # handed back in its mode
+    assert [b.block for b in blocks] == EXPECTED_BLOCKS[arch]
+    # the hand computation: each block's output, its channels by mean activation
+    outputs = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, n=n: outputs.setdefault(n, o.clone()))
+             for n, m in model.blocks]  # fmt: skip
+    with torch.no_grad():
+        logits = model.eval()(torch.tensor(face, dtype=torch.float32)[None, None])
+    for hook in hooks:
+        hook.remove()
+    assert predicted == int(logits.argmax())
+    for block in blocks:
+        means = outputs[block.block][0].mean(dim=(1, 2))
+        expected = torch.argsort(means, descending=True, stable=True)[:MAPS_PER_BLOCK]
+        assert list(block.channels) == expected.tolist()
+        assert block.maps.shape[0] == min(MAPS_PER_BLOCK, block.n_channels)
+        np.testing.assert_allclose(block.maps[0], outputs[block.block][0, expected[0]], atol=1e-5)
+    panels = plot_activations(face, blocks, tmp_path / "a.png", arch)
+    assert panels == len(EXPECTED_BLOCKS[arch]) * MAPS_PER_BLOCK
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_block_with_fewer_channels_than_asked_shows_them_all(tmp_path):
+    model = build_model(ModelConfig(widths=(4, 8), stem_width=3))
+    blocks, _ = strongest_maps(model, np.zeros((48, 48), np.uint8))
+    assert [len(b.channels) for b in blocks] == [3, 4, 8]
+    assert plot_activations(np.zeros((48, 48), np.uint8), blocks, tmp_path / "a.png", "t") == 15

@@ -14,7 +14,9 @@ import yaml
 from PIL import Image
 
 from ferx.analysis.compare import selection_note
+from ferx.analysis.model_card import parse_front_matter
 from ferx.data.synthetic import make_synthetic_fer, to_csv_text
+from ferx.labels import CLASS_NAMES
 from ferx.models.checkpoint import load_state
 from tests.browser import CHROMIUM, drawn_divs, offline_dom
 from tests.conftest import dvc, git, make_dvc_project, stages_run
@@ -129,8 +131,20 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     root = make_dvc_project(tmp_path, TINY_ALL)
     ran = stages_run(dvc(root, "repro").stdout)
     assert set(ran) == {"prepare", "train", "improve_init", "improve", "compare", "cost"} | {
-        "plots_page"
+        "plots_page", "report"
     } | (EXPLAIN | EVALUATE | EXPORT)
+    # the report: one offline page and a model card, from this run's files
+    summary = json.loads((root / "metrics/summary.json").read_text())
+    card = parse_front_matter((root / "report/model_card.md").read_text())
+    for entry, model in zip(card["model-index"], ("baseline", "improved"), strict=True):
+        accuracy = entry["results"][0]["metrics"][0]["value"]
+        assert accuracy == summary[model]["private"]["accuracy"]
+    page = (root / "report/index.html").read_text()
+    assert "SYNTHETIC stand-in" in page and "<script" not in page
+    assert "activations_test2.png" in page  # the layer activations of explain
+    if CHROMIUM is not None:
+        dom, errors = offline_dom(root / "report/index.html")
+        assert errors == [] and '<section id="cost">' in dom
     # a fresh clone's run modifies no tracked file: no stale outputs are committed
     changed = [line for line in git(root, "status", "--porcelain").splitlines()]
     assert not [line for line in changed if not line.startswith("??")], changed
@@ -158,7 +172,9 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     git(root, "commit", "-q", "-m", "first run")
 
     result = dvc(root, "exp", "run", "-S", "improve.lr=0.002")
-    improved_only = {"improve", "compare", "cost", "explain@improved", "export@improved"}
+    improved_only = {"improve", "compare", "cost", "explain@improved", "export@improved"} | {
+        "report"
+    }
     assert set(stages_run(result.stdout)) == improved_only | {
         e for e in EVALUATE if "improved" in e
     }
@@ -179,14 +195,14 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     # New probe faces: prepare and explain rerun; the npz splits are byte-identical, so no
     # training or evaluation does.
     result = dvc(root, "exp", "run", "-S", "prepare.probes.seed=5")
-    assert set(stages_run(result.stdout)) == {"prepare"} | EXPLAIN
+    assert set(stages_run(result.stdout)) == {"prepare", "report"} | EXPLAIN
     assert stages_run(dvc(root, "repro").stdout) == []
 
     # A face of the user's own: explain reruns and shows it; nothing deletes it.
     Image.fromarray(make_synthetic_fer(70, seed=2).pixels[0]).save(
         root / "data/user_probes/happy_mine.png"
     )
-    assert set(stages_run(dvc(root, "repro").stdout)) == EXPLAIN
+    assert set(stages_run(dvc(root, "repro").stdout)) == EXPLAIN | REPORT
     explained = json.loads((root / "metrics/explain/improved.json").read_text())
     assert explained["sets"]["user_probes"]["images"][0]["file"] == "happy_mine.png"
     dvc(root, "exp", "run", "-S", "prepare.probes.seed=6")  # prepare rewrites data/probes
@@ -216,6 +232,7 @@ README_EXP_SHOW = (
     r"|improved\.(private\.accuracy|private\.macro_f1|private\.disgust_recall|kept_start)$",
 )
 EXPLAIN = {"explain@baseline", "explain@improved"}
+REPORT = {"report"}  # reads every result: reruns after any stage that changes one
 EXPORT = {"export@baseline", "export@improved"}
 EVALUATE = {
     f"evaluate@{m}-{s}" for m in ("baseline", "improved") for s in ("public_test", "private_test")
@@ -308,6 +325,33 @@ def test_a_team_shares_models_and_experiments_through_git_and_dvc_remotes(tmp_pa
     dvc(b, "exp", "apply", "faster-improve")
     assert (b / "models/improved.pt").read_bytes() == made
 
+    # Released as DVC artifacts (dvc.yaml `artifacts:`, GTO's git tags): a user with only the
+    # repository's address downloads a version, or whatever is in prod, and runs it.
+    _gto(a, "register", "improved")  # improved@v0.0.1 on the results commit
+    _gto(a, "register", "improved-onnx")
+    _gto(a, "assign", "improved", "--stage", "prod")
+    git(a, "push", "-q", "origin", "--tags")
+    user = tmp_path / "user"
+    user.mkdir()
+    dvc(user, "artifacts", "get", str(origin), "improved", "--stage", "prod", "-o", "prod.pt")
+    dvc(user, "artifacts", "get", str(origin), "improved-onnx", "--rev", "v0.0.1", "-o", "m.onnx")
+    assert (user / "prod.pt").read_bytes() == (a / "models/improved.pt").read_bytes()
+    face = user / "happy.png"
+    Image.fromarray(make_synthetic_fer(70, seed=2).pixels[0]).save(face)
+    for model in ("prod.pt", "m.onnx"):
+        result = subprocess.run(
+            [sys.executable, "-m", "ferx.deploy.predict", "--model", model, "--no-detect",
+             "--json", str(face)],
+            cwd=user, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["predictions"][0]["predicted"] in CLASS_NAMES
+
+
+def _gto(root: Path, *args: str) -> None:
+    gto = Path(sys.executable).parent / "gto"  # ships with DVC
+    subprocess.run([str(gto), *args], cwd=root, check=True, capture_output=True, text=True)
+
 
 def _leaves(node) -> int:
     return sum(_leaves(v) for v in node.values()) if isinstance(node, dict) else 1
@@ -342,33 +386,33 @@ def test_each_change_reruns_exactly_the_stages_that_read_it(tmp_path):
     raw.write_text(to_csv_text(make_synthetic_fer(120, seed=4)))
     first = set(stages_run(dvc(root, "repro").stdout))
     assert first == {"prepare", "train", "improve_init", "improve", "compare", "cost"} | (
-        {"plots_page"} | EXPLAIN | EVALUATE | EXPORT
+        {"plots_page"} | EXPLAIN | EVALUATE | EXPORT | REPORT
     )
     assert json.loads((root / "data/prepared/source.json").read_text()) == {"source": "real"}
 
     # The data file renamed, then gzipped: prepare reruns (and records the new name); the
     # splits and their source are byte-identical, so nothing after it does.
     raw.rename(root / "data/raw/renamed.csv")
-    assert stages_run(dvc(root, "repro").stdout) == ["prepare"]
+    assert stages_run(dvc(root, "repro").stdout) == ["prepare", "report"]
     assert json.loads((root / "metrics/prepare.json").read_text())["input"].endswith("renamed.csv")
     subprocess.run(["gzip", str(root / "data/raw/renamed.csv")], check=True)
-    assert stages_run(dvc(root, "repro").stdout) == ["prepare"]
+    assert stages_run(dvc(root, "repro").stdout) == ["prepare", "report"]
 
     # Other probe classes: new probe faces, so prepare and explain; no training.
     _set_params(root, {"prepare": {"probes": {"test": ["happy", "sad", "fear", "angry"]}}})
-    assert set(stages_run(dvc(root, "repro").stdout)) == {"prepare"} | EXPLAIN
+    assert set(stages_run(dvc(root, "repro").stdout)) == {"prepare"} | EXPLAIN | REPORT
 
     # Improve from scratch: improve and what reads the improved model.
     improved_side = {"improve", "compare", "cost", "explain@improved", "export@improved"} | {
         e for e in EVALUATE if "improved" in e
-    }
+    } | REPORT
     _set_params(root, {"improve": {"init": "scratch"}})
     assert set(stages_run(dvc(root, "repro").stdout)) == {"improve_init"} | improved_side
     # ... then a new baseline (train.epochs is not improve's): improve is not rerun
     _set_params(root, {"train": {"epochs": 2}})
     baseline_side = {"train", "improve_init", "compare", "cost"} | {
         s for s in EXPLAIN | EXPORT | EVALUATE if "baseline" in s
-    }
+    } | REPORT
     assert set(stages_run(dvc(root, "repro").stdout)) == baseline_side
 
     # The user's own probe folder, anywhere: explain depends on it, and on what it holds.
@@ -376,9 +420,9 @@ def test_each_change_reruns_exactly_the_stages_that_read_it(tmp_path):
     mine.mkdir()
     Image.fromarray(make_synthetic_fer(70, seed=2).pixels[0]).save(mine / "happy.png")
     _set_params(root, {"explain": {"user_probes": "my_faces"}})
-    assert set(stages_run(dvc(root, "repro").stdout)) == EXPLAIN
+    assert set(stages_run(dvc(root, "repro").stdout)) == EXPLAIN | REPORT
     Image.fromarray(make_synthetic_fer(70, seed=2).pixels[1]).save(mine / "sad.png")
-    assert set(stages_run(dvc(root, "repro").stdout)) == EXPLAIN
+    assert set(stages_run(dvc(root, "repro").stdout)) == EXPLAIN | REPORT
     explained = json.loads((root / "metrics/explain/baseline.json").read_text())
     assert [i["file"] for i in explained["sets"]["user_probes"]["images"]] == [
         "happy.png",

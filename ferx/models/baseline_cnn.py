@@ -69,6 +69,13 @@ class BaselineCNN(nn.Module):
         return self.features[-2]
 
     @property
+    def blocks(self) -> list[tuple[str, nn.Module]]:
+        """The stages whose outputs the activation figures show: each ReLU after a
+        convolution (48, 48, 24, 12 and 12 pixels)."""
+        relus = [m for m in self.features if isinstance(m, nn.ReLU)]
+        return [(f"relu {i + 1}", m) for i, m in enumerate(relus)]
+
+    @property
     def top(self) -> nn.Module:
         return self.classifier  # the fully connected layers: 99% of its parameters
 

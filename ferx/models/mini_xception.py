@@ -70,6 +70,12 @@ class MiniXception(nn.Module):
         return blocks[-2] if len(blocks) > 1 else blocks[-1]
 
     @property
+    def blocks(self) -> list[tuple[str, nn.Module]]:
+        """The stages whose outputs the activation figures show, input side first."""
+        modules = [(f"residual {i + 1}", m) for i, m in enumerate(self.residual_modules)]
+        return [("stem", self.stem), *modules]
+
+    @property
     def top(self) -> nn.Module:
         # the last two residual modules (11x11 -> 6x6 -> 3x3 maps): about half the FLOPs, but
         # the cheap half on a CPU, where the large early maps dominate the time (an improve

@@ -36,6 +36,14 @@ class ResNet18(nn.Module):
         return self.body.layer4  # the last residual stage: 512 maps at 6x6
 
     @property
+    def blocks(self) -> list[tuple[str, nn.Module]]:
+        """The stages whose outputs the activation figures show: the stem, then layer1-4."""
+        body = self.body
+        return [("stem", body.relu)] + [
+            (f"layer{i}", getattr(body, f"layer{i}")) for i in range(1, 5)
+        ]
+
+    @property
     def top(self) -> nn.Module:
         return self.body.layer4
 

@@ -1,0 +1,232 @@
+"""`report/model_card.md`: a Hugging Face model card for the run's two models, from its metrics.
+
+The YAML front matter (`model-index`: task, dataset and split, metrics) takes every number from
+metrics/summary.json (the figures `dvc exp show` lists), the per-class tables from
+metrics/eval/*.json, the cost from metrics/cost.json, so the card cannot disagree with them.
+Format: https://huggingface.co/docs/hub/model-cards (the model-index of the Papers with Code
+results schema). No torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferx.analysis.report import MODELS, ReportError
+from ferx.labels import CLASS_NAMES
+
+FILES = (
+    "metrics/summary.json",
+    "metrics/train.json",
+    "metrics/improve.json",
+    "metrics/cost.json",
+    "metrics/eval/baseline_private_test.json",
+    "metrics/eval/improved_private_test.json",
+)
+
+
+def _read(root: Path, name: str) -> dict[str, Any]:
+    try:
+        return json.loads((root / name).read_text())
+    except FileNotFoundError:
+        raise ReportError(f"{name}: not found (run `dvc repro` first)") from None
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{name}: not valid JSON ({exc})") from None
+
+
+def _dataset(source: str) -> dict[str, str]:
+    if source == "real":
+        return {"name": "FER2013", "type": "fer2013", "split": "PrivateTest"}
+    return {"name": f"{source} stand-in for FER2013 (not FER2013)", "type": source,
+            "split": "PrivateTest"}  # fmt: skip
+
+
+def front_matter(root: str | Path = ".") -> dict[str, Any]:
+    """The card's YAML header as data (numbers straight from metrics/summary.json)."""
+    root = Path(root)
+    summary = _read(root, "metrics/summary.json")
+    cost = _read(root, "metrics/cost.json")
+    # fresh dicts per entry: shared ones would come out as YAML anchors (&id001), which some
+    # model-card readers do not resolve
+    task = lambda: {"type": "image-classification", "name": "Facial expression recognition"}  # noqa: E731
+    dataset = lambda: _dataset(summary["source"])  # noqa: E731
+    index = []
+    for model in MODELS:
+        private = summary[model]["private"]
+        results = [
+            {
+                "task": task(),
+                "dataset": dataset(),
+                "metrics": [
+                    {"type": "accuracy", "value": private["accuracy"],
+                     "name": "PrivateTest accuracy (single view)"},
+                    {"type": "f1", "value": private["macro_f1"], "name": "PrivateTest macro-F1",
+                     "args": {"average": "macro"}},
+                ],
+            },  # fmt: skip
+        ]
+        tta = cost[model].get("tta")
+        if tta:
+            results.append(
+                {
+                    "task": task(),
+                    "dataset": dataset(),
+                    "metrics": [
+                        {"type": "accuracy", "value": private["tta_accuracy"],
+                         "name": f"PrivateTest accuracy with TTA ({tta['views']}, "
+                                 f"{tta['n_views']} views)"},
+                    ],
+                }  # fmt: skip
+            )
+        index.append({"name": f"ferx-{cost[model]['arch']}-{model}", "results": results})
+    return {
+        "license": "mit",
+        "library_name": "pytorch",
+        "pipeline_tag": "image-classification",
+        "tags": ["facial-expression-recognition", "fer2013", cost[MODELS[0]]["arch"],
+                 "onnx", "dvc", summary["source"] + "-data"],  # fmt: skip
+        "datasets": ["fer2013"] if summary["source"] == "real" else [],
+        "metrics": ["accuracy", "f1"],
+        "model-index": index,
+    }
+
+
+def _per_class(evaluation: dict[str, Any]) -> str:
+    lines = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for name in CLASS_NAMES:
+        c = evaluation["per_class"][name]
+        lines.append(
+            f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | "
+            f"{c['support']} |"
+        )
+    return "\n".join(lines)
+
+
+def model_card(root: str | Path = ".") -> str:
+    """The whole card: front matter, then the sections a reader of a model card expects."""
+    root = Path(root)
+    header = front_matter(root)
+    summary = _read(root, "metrics/summary.json")
+    train = _read(root, "metrics/train.json")
+    improve = _read(root, "metrics/improve.json")
+    cost = _read(root, "metrics/cost.json")
+    evals = {m: _read(root, f"metrics/eval/{m}_private_test.json") for m in MODELS}
+    source = summary["source"]
+    arch = cost[MODELS[0]]["arch"]
+    warning = (
+        ""
+        if source == "real"
+        else f"\n> **Trained on the {source} stand-in, not FER2013.** Its numbers say nothing "
+        "about facial-expression recognition; rerun `dvc repro` with FER2013 in `data/raw/`.\n"
+    )
+    b, i = summary["baseline"], summary["improved"]
+    kept = (
+        "the improve stage kept its starting model (no retrained epoch beat it on PublicTest), "
+        "so `improved` equals `baseline`"
+        if improve.get("kept_start")
+        else f"improve kept epoch {improve['best_epoch']} of {improve['epochs_run']}"
+    )
+    results = ["| model | PrivateTest accuracy | macro-F1 | with TTA | PublicTest accuracy |",
+               "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for model in MODELS:
+        s = summary[model]
+        results.append(
+            f"| {model} | {s['private']['accuracy']:.4f} | {s['private']['macro_f1']:.4f} | "
+            f"{s['private']['tta_accuracy']:.4f} | {s['public']['accuracy']:.4f} |"
+        )
+    efficiency = "\n".join(
+        f"- {m}: {cost[m]['gflops']:.5f} GFLOPs per face (fvcore, one multiply-add = one flop), "
+        f"{cost[m]['parameters']:,} parameters, {cost[m]['latency_ms_batch1']} ms per face "
+        f"(batch 1, {cost[m]['threads']} CPU threads); efficiency = PrivateTest accuracy % / "
+        f"GFLOPs = {100 * cost[m]['private_accuracy']:.2f} / {cost[m]['gflops']:.5f} = "
+        f"{cost[m]['efficiency']:.1f}"
+        for m in MODELS
+    )
+    body = f"""
+# ferx {arch}: facial-expression recognition on 48x48 grayscale faces
+{warning}
+Two models from one `dvc repro` of ferx (this repository): `baseline`, the
+{arch} trained by the train stage, and `improved`, the baseline retrained with class weights
+({improve['weighting']} weighting, {improve['retrain']} layers) for the rare classes. Files:
+`models/baseline.pt`, `models/improved.pt` (PyTorch state dicts, loaded with
+`weights_only=True`) and `models/*.onnx` (ONNX, checked against PyTorch on PrivateTest).
+
+## Intended use
+
+Research and teaching: a small, reproducible baseline for facial-expression recognition on
+FER2013-like input (one face, cropped and aligned, 48x48 grayscale), and a subject for
+ablations, Grad-CAM and cost studies. `ferx-predict --model models/improved.onnx photo.jpg`
+classifies a face photo or a video.
+
+## Out-of-scope use
+
+Not for decisions about people: hiring, policing, surveillance, health, education or
+emotion "detection" in any setting where the result affects someone. A facial expression is
+not an emotion; the labels are what annotators saw in a posed or web-scraped photo. Not for
+faces that are not cropped and frontal, for infants, or for any population the data does not
+represent.
+
+## Training data and its caveats
+
+FER2013 (Goodfellow et al. 2013, the ICML 2013 representation-learning challenge): 35,887
+web-scraped faces, 48x48 grayscale, seven labels (angry, disgust, fear, happy, sad, surprise,
+neutral), split Training 28,709 / PublicTest 3,589 / PrivateTest 3,589. Known problems: noisy
+labels (human accuracy is about 65%), strong class imbalance (disgust is 1.5% of Training),
+low resolution, and an unmeasured demographic skew (age, gender, skin tone: this card cannot
+say how the model does for any group). This run's data: **{source}**.
+
+## How the models were selected
+
+Only on PublicTest: the kept epoch is the best PublicTest {train['select_metric'].split()[-1]}
+(baseline: epoch {train['best_epoch']} of {train['epochs_run']}) and the best PublicTest
+{improve['select_metric'].split()[-1]} (improved: {kept}). PrivateTest chose nothing and is
+reported below.
+
+## Results (PrivateTest unless said)
+
+{chr(10).join(results)}
+
+TTA (test-time augmentation) averages the predictions of several views of each face and costs
+that many forward passes. Baseline vs improved on PrivateTest: accuracy
+{b['private']['accuracy']:.4f} vs {i['private']['accuracy']:.4f}, disgust recall
+{b['private']['disgust_recall']:.4f} vs {i['private']['disgust_recall']:.4f}.
+
+### Per class, baseline, PrivateTest
+
+{_per_class(evals['baseline'])}
+
+### Per class, improved, PrivateTest
+
+{_per_class(evals['improved'])}
+
+## Efficiency
+
+{efficiency}
+
+## Limitations
+
+- Accuracy on FER2013 is bounded by its labels; published single models reach about 73%
+  (Khaireddin & Chen 2021) with far more compute.
+- Rare classes (disgust, fear) are recognised far less often than happy or surprise: see the
+  per-class recall above.
+- Results are from one seed; seed-to-seed spread is in the ablation tables (`ablation/`).
+- Inputs far from FER2013 (colour, large, uncropped, profile faces) are outside what was
+  measured.
+
+## License
+
+The code and these weights: MIT (this repository). FER2013 itself was released for the 2013
+Kaggle challenge without a stated license: check its terms before any use beyond research.
+"""
+    return "---\n" + yaml.safe_dump(header, sort_keys=False, width=100) + "---\n" + body
+
+
+def parse_front_matter(text: str) -> dict[str, Any]:
+    """The YAML between the card's two `---` lines."""
+    if not text.startswith("---\n"):
+        raise ValueError("no front matter: the card does not start with ---")
+    end = text.index("\n---\n", 4)
+    return yaml.safe_load(text[4:end])

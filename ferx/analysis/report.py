@@ -1,0 +1,471 @@
+"""The run as one page to hand in: `report/index.html`, written from the run's own files.
+
+Every section names the files its numbers and figures come from; figures are embedded (PNG as
+data URIs), so the page is one file that opens offline. Reads JSON, TSV, Markdown and PNG only:
+no torch, no stage is rerun. A required file that is missing is an error naming it; what a run
+may lack (user probes, ablation tables) is left out with a line saying so.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ferx.errors import UserError
+from ferx.labels import CLASS_NAMES, PROBE_SETS
+
+MODELS = ("baseline", "improved")
+EVAL_SPLITS = (("public_test", "PublicTest"), ("private_test", "PrivateTest"))
+OUT_DIR = Path("report")
+
+
+class ReportError(UserError):
+    """A file the report is written from is missing or unreadable."""
+
+
+class _Sources:
+    """Reads the run's files relative to `root` and remembers which were read, per section."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.read: list[str] = []
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def exists(self, name: str) -> bool:
+        return self.path(name).is_file()
+
+    def json(self, name: str) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path(name).read_text())
+        except FileNotFoundError:
+            raise ReportError(f"{name}: not found (run `dvc repro` first)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ReportError(f"{name}: not valid JSON ({exc})") from None
+        self._note(name)
+        return data
+
+    def tsv(self, name: str) -> list[dict[str, str]]:
+        try:
+            with self.path(name).open(newline="") as f:
+                rows = list(csv.DictReader(f, delimiter="\t"))
+        except FileNotFoundError:
+            raise ReportError(f"{name}: not found (run `dvc repro` first)") from None
+        self._note(name)
+        return rows
+
+    def image(self, name: str, alt: str) -> str:
+        """An <img> with the PNG inline; a visible note if the file is missing."""
+        path = self.path(name)
+        if not path.is_file():
+            return f'<p class="missing">missing figure: <code>{_e(name)}</code></p>'
+        self._note(name)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return (
+            f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
+            f"<figcaption><code>{_e(name)}</code></figcaption></figure>"
+        )
+
+    def _note(self, name: str) -> None:
+        if name not in self.read:
+            self.read.append(name)
+
+    def since(self, start: int) -> list[str]:
+        return self.read[start:]
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[Any]], raw: bool = False) -> str:
+    cell = (lambda v: str(v)) if raw else _e
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _section(anchor: str, title: str, body: str, files: list[str]) -> str:
+    named = ", ".join(f"<code>{_e(f)}</code>" for f in files) or "none"
+    return (
+        f'<section id="{anchor}"><h2>{_e(title)}</h2>{body}'
+        f'<p class="sources">From: {named}</p></section>'
+    )
+
+
+# ---- sections ---------------------------------------------------------------------------
+
+
+def _data(src: _Sources) -> tuple[str, str]:
+    start = len(src.read)
+    prep = src.json("metrics/prepare.json")
+    counts = prep["counts"]
+    splits = [s for s in ("train", "public_test", "private_test") if s in counts]
+    titles = {"train": "Training", "public_test": "PublicTest", "private_test": "PrivateTest"}
+    rows = [[name] + [counts[s].get(name, 0) for s in splits] for name in CLASS_NAMES]
+    rows.append(["total"] + [counts[s]["total"] for s in splits])
+    body = (
+        f"<p>Input: <code>{_e(prep.get('input'))}</code>, sha256 "
+        f"<code>{_e(prep.get('sha256') or 'none (drawn, not read)')}</code>, "
+        f"{prep.get('rows', 'n/a')} faces.</p>"
+        + _table(["class"] + [titles[s] for s in splits], rows)
+    )
+    return prep["source"], _section("data", "Data", body, src.since(start))
+
+
+def _kept_row(src: _Sources, live_dir: str, epoch: int) -> dict[str, float | None]:
+    # the training split's accuracy and loss at the kept epoch, from DVCLive's per-epoch files
+    out: dict[str, float | None] = {}
+    for metric in ("accuracy", "loss"):
+        rows = src.tsv(f"{live_dir}/plots/metrics/train/{metric}.tsv")
+        value = next((float(r[metric]) for r in rows if int(r["step"]) == epoch), None)
+        out[metric] = value
+    return out
+
+
+def _training(src: _Sources) -> str:
+    start = len(src.read)
+    train = src.json("metrics/train.json")
+    epoch = int(train["best_epoch"])
+    kept = _kept_row(src, "dvclive/train", epoch)
+    rows = [
+        ["train (augmented)", _pct(kept["accuracy"]), _num(kept["loss"])],
+        ["PublicTest", _pct(train["public"]["accuracy"]), _num(train["public"]["loss"])],
+        ["PrivateTest", _pct(train["private"]["accuracy"]), _num(train["private"]["loss"])],
+    ]
+    body = (
+        f"<p>Kept epoch: <b>{epoch}</b> of {train['epochs_run']}, the best "
+        f"<b>{_e(train['select_metric'])}</b>; PrivateTest chose nothing and is reported. "
+        f"{train['seconds_per_epoch']} s per epoch, {train['seconds'] / 60:.1f} min in all.</p>"
+        + _table(["split (kept epoch)", "accuracy", "cross-entropy loss"], rows)
+        + '<div class="row">'
+        + src.image("plots/train/loss.png", "loss per epoch")
+        + src.image("plots/train/accuracy.png", "accuracy per epoch")
+        + "</div>"
+    )
+    return _section("training", "Training", body, src.since(start))
+
+
+def _evaluation(src: _Sources) -> str:
+    start = len(src.read)
+    evals = {
+        (m, s): src.json(f"metrics/eval/{m}_{s}.json") for m in MODELS for (s, _) in EVAL_SPLITS
+    }
+    summary_rows = []
+    for (model, split), e in evals.items():
+        tta = e.get("tta") or {}
+        summary_rows.append(
+            [
+                model,
+                dict(EVAL_SPLITS)[split],
+                _pct(e["accuracy"]),
+                _pct(e["macro_f1"]),
+                _pct(e["balanced_accuracy"]),
+                _pct(tta.get("accuracy")) + (f" ({tta['n_views']} views)" if tta else ""),
+                _num(e["loss"]),
+            ]
+        )
+    body = _table(
+        ["model", "split", "accuracy", "macro-F1", "balanced acc.", "TTA accuracy", "loss"],
+        summary_rows,
+    )
+    for model in MODELS:
+        for split, title in EVAL_SPLITS:
+            e = evals[(model, split)]
+            rows = [
+                [
+                    name,
+                    _num(c["precision"], 3),
+                    _num(c["recall"], 3),
+                    _num(c["f1"], 3),
+                    c["support"],
+                ]
+                for name, c in e["per_class"].items()
+            ]
+            body += (
+                f"<h3>{_e(model)}, {title}</h3>"
+                '<div class="row"><div>'
+                + _table(["class", "precision", "recall", "F1", "support"], rows)
+                + "</div>"
+                + src.image(f"plots/eval/{model}_{split}/confusion.png", "confusion matrix")
+                + "</div>"
+            )
+    return _section("evaluation", "Evaluation", body, src.since(start))
+
+
+def _explanations(src: _Sources) -> str:
+    start = len(src.read)
+    body = (
+        "<p>Grad-CAM, guided backpropagation and guided Grad-CAM for the predicted class on "
+        "each probe folder (a red title marks a wrong prediction); then, per block of the "
+        "network, the feature maps with the highest mean activation for the folder's first "
+        "face.</p>"
+    )
+    for model in MODELS:
+        record = src.json(f"metrics/explain/{model}.json")
+        for name, probe_set in record["sets"].items():
+            rows = [
+                [
+                    img["file"],
+                    img["true"],
+                    img["predicted"],
+                    f"{img['probabilities'][img['predicted']]:.2f}",
+                    "yes" if img["correct"] else "<b class='wrong'>WRONG</b>",
+                ]
+                for img in probe_set["images"]
+            ]
+            rows = [[_e(v) for v in r[:4]] + [r[4]] for r in rows]
+            wrong = [img["file"] for img in probe_set["images"] if not img["correct"]]
+            verdict = (
+                f"wrong: {_e(', '.join(wrong))}" if wrong else "every face right"
+            )
+            body += (
+                f"<h3>{_e(model)} on <code>{_e(name)}</code> "
+                f"({_pct(probe_set['share_correct'], 0)} correct; {verdict})</h3>"
+                '<div class="row"><div>'
+                + _table(["file", "true", "predicted", "p", "right"], rows, raw=True)
+                + "</div>"
+                + src.image(f"plots/explain/{model}/{name}.png", f"Grad-CAM {name}")
+                + "</div>"
+            )
+            activation = (record.get("activations") or {}).get(name)
+            if activation:
+                body += src.image(activation["figure"], f"activations {name}")
+        if not any(name not in PROBE_SETS for name in record["sets"]):
+            body += f"<p>{_e(model)}: no user probes (explain.user_probes was empty).</p>"
+    return _section("explanations", "Explanations", body, src.since(start))
+
+
+def _improve(src: _Sources) -> str:
+    start = len(src.read)
+    improve = src.json("metrics/improve.json")
+    compare = src.json("metrics/compare.json")
+    if improve.get("kept_start"):
+        kept = (
+            "<p class='note'><b>The improved model is the starting model</b> (epoch 0): no "
+            f"improve epoch beat it on PublicTest {_e(improve['select_metric'].split()[-1])}; "
+            "the before/after columns below are equal for that reason.</p>"
+        )
+    else:
+        kept = (
+            f"<p>Kept improve epoch {improve['best_epoch']} of {improve['epochs_run']}, the "
+            f"best {_e(improve['select_metric'])}.</p>"
+        )
+    settings = (
+        f"<p>Class weighting <b>{_e(improve['weighting'])}</b>, start "
+        f"<b>{_e(improve['init'])}</b>, retrained <b>{_e(improve['retrain'])}</b>; weights per "
+        "class: "
+        + ", ".join(f"{_e(k)} {v}" for k, v in improve["class_weights"].items())
+        + ".</p>"
+    )
+    rows = []
+    for name in CLASS_NAMES:
+        row = [f"recall {name}"]
+        for split in ("public", "private"):
+            before = compare[split]["baseline"]["recall"][name]
+            after = compare[split]["improved"]["recall"][name]
+            row += [_num(before, 3), _num(after, 3), f"{100 * (after - before):+.1f} pt"]
+        rows.append(row)
+    for metric in ("accuracy", "macro_f1"):
+        row = [metric.replace("_", "-")]
+        for split in ("public", "private"):
+            before, after = (compare[split][m][metric] for m in MODELS)
+            row += [_num(before, 3), _num(after, 3), f"{100 * (after - before):+.1f} pt"]
+        rows.append(row)
+    header = ["", "PublicTest before", "after", "change", "PrivateTest before", "after", "change"]
+    body = (
+        kept
+        + settings
+        + _table(header, rows)
+        + '<div class="row">'
+        + src.image("plots/compare/recall.png", "recall per class before and after")
+        + src.image("plots/improve/accuracy.png", "improve accuracy per epoch")
+        + "</div>"
+    )
+    return _section("improve", "Improve: class-reweighted retraining", body, src.since(start))
+
+
+def _cost(src: _Sources) -> str:
+    start = len(src.read)
+    cost = src.json("metrics/cost.json")
+    rows = []
+    arithmetic = []
+    for model in MODELS:
+        c = cost[model]
+        acc = 100 * c["private_accuracy"]
+        rows.append(
+            [
+                model,
+                f"{c['gflops']:.5f}",
+                f"{c['parameters']:,}",
+                f"{c['latency_ms_batch1']} ms",
+                f"{c['throughput_img_s']} img/s",
+                f"{c['efficiency']:.1f}",
+            ]
+        )
+        arithmetic.append(
+            f"{_e(model)}: {acc:.2f} / {c['gflops']:.5f} = <b>{c['efficiency']:.1f}</b>"
+        )
+        tta = c.get("tta")
+        if tta:
+            arithmetic.append(
+                f"{_e(model)} with TTA ({_e(tta['views'])}, {tta['n_views']} views, "
+                f"{tta['n_views']} x {c['gflops']:.5f} = {tta['gflops']:.5f} GFLOPs): "
+                f"{100 * tta['private_accuracy']:.2f} / {tta['gflops']:.5f} = "
+                f"<b>{tta['efficiency']:.1f}</b>"
+            )
+    body = (
+        f"<p>FLOPs per face by fvcore ({_e(cost.get('note', ''))}); latency and throughput on "
+        f"{cost[MODELS[0]].get('threads', '?')} threads of this machine.</p>"
+        + _table(
+            ["model", "GFLOPs", "parameters", "latency (batch 1)", "throughput", "efficiency"],
+            rows,
+        )
+        + "<p>Efficiency = PrivateTest accuracy % / GFLOPs:</p><ul>"
+        + "".join(f"<li>{a}</li>" for a in arithmetic)
+        + "</ul>"
+        + src.image("plots/cost/accuracy_vs_gflops.png", "accuracy against GFLOPs")
+    )
+    return _section("cost", "Cost and efficiency", body, src.since(start))
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def _inline_markdown(text: str) -> str:
+    return _CODE.sub(r"<code>\1</code>", _BOLD.sub(r"<b>\1</b>", _e(text)))
+
+
+def markdown_to_html(text: str) -> str:
+    """The Markdown ferx writes (ablation tables): pipe tables and paragraphs."""
+    out, table = [], []
+
+    def flush() -> None:
+        if table:
+            cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table]
+            body = [r for r in cells[1:] if not all(set(c) <= set("-: ") for c in r)]
+            head = "".join(f"<th>{_inline_markdown(c)}</th>" for c in cells[0])
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{_inline_markdown(c)}</td>" for c in r) + "</tr>"
+                for r in body
+            )
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            table.clear()
+
+    for line in text.splitlines():
+        if line.lstrip().startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.strip():
+            out.append(f"<p>{_inline_markdown(line)}</p>")
+    flush()
+    return "".join(out)
+
+
+def _ablations(src: _Sources) -> str:
+    start = len(src.read)
+    tables = sorted(src.path("ablation").glob("*/table.md"))
+    if not tables:
+        body = "<p>No ablation under <code>ablation/</code> (see <code>ferx-ablate</code>).</p>"
+        return _section("ablations", "Ablations", body, [])
+    body = ""
+    for table in tables:
+        name = table.parent.name
+        relative = f"ablation/{name}/table.md"
+        src._note(relative)
+        body += f"<h3><code>{_e(name)}</code></h3>" + markdown_to_html(table.read_text())
+        body += src.image(f"ablation/{name}/frontier.png", f"{name} frontier")
+    return _section("ablations", "Ablations", body, src.since(start))
+
+
+# ---- the page -----------------------------------------------------------------------------
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} h2{border-bottom:2px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.86em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
+th:first-child,td:first-child{text-align:left}
+figure{margin:.5em 0;display:inline-block;vertical-align:top;max-width:100%}
+figure img{max-width:100%} figcaption{font-size:.75em;color:#666}
+.row{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}
+.row>*{min-width:0;max-width:100%}
+.row figure img{max-width:520px}
+.banner{padding:.7em 1em;font-weight:bold;border-radius:4px}
+.synthetic{background:#fde2e2;border:2px solid #c00;color:#900}
+.real{background:#e3f4e3;border:1px solid #393}
+.sources{font-size:.78em;color:#666} .missing,.wrong{color:#c00} .note{background:#fff6d5;padding:.4em}
+nav a{margin-right:1em}
+"""
+
+
+def build_report(root: str | Path = ".") -> tuple[str, list[str]]:
+    """The page's HTML and the files it was written from (relative to root)."""
+    src = _Sources(Path(root))
+    source, data = _data(src)
+    sections = [
+        data,
+        _training(src),
+        _evaluation(src),
+        _explanations(src),
+        _improve(src),
+        _cost(src),
+        _ablations(src),
+    ]
+    summary = src.json("metrics/summary.json")
+    if summary.get("source") != source:
+        raise ReportError(
+            f"metrics/summary.json says source {summary.get('source')!r}, metrics/prepare.json "
+            f"{source!r}: a stale file (run `dvc repro`)"
+        )
+    if source == "real":
+        banner = '<p class="banner real">Data: FER2013 (real).</p>'
+    else:
+        banner = (
+            f'<p class="banner synthetic">Data: {_e(source).upper()} stand-in, not FER2013. '
+            "These numbers say nothing about facial-expression recognition.</p>"
+        )
+    b, i = summary["baseline"], summary["improved"]
+    headline = (
+        f"<p>Baseline PrivateTest accuracy <b>{_pct(b['private']['accuracy'])}</b> "
+        f"({_pct(b['private']['tta_accuracy'])} with TTA), improved "
+        f"<b>{_pct(i['private']['accuracy'])}</b>; chosen on PublicTest "
+        f"({_pct(b['public']['accuracy'])} and {_pct(i['public']['accuracy'])}). From "
+        "<code>metrics/summary.json</code>.</p>"
+    )
+    nav = "".join(
+        f'<a href="#{a}">{t}</a>'
+        for a, t in (
+            ("data", "Data"),
+            ("training", "Training"),
+            ("evaluation", "Evaluation"),
+            ("explanations", "Explanations"),
+            ("improve", "Improve"),
+            ("cost", "Cost"),
+            ("ablations", "Ablations"),
+        )
+    )
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>ferx report ({_e(source)} data)</title><style>{STYLE}</style></head><body>"
+        "<h1>ferx: mini-Xception facial-expression recognition, the run</h1>"
+        f"{banner}{headline}<nav>{nav}</nav>{''.join(sections)}</body></html>\n"
+    )
+    return page, src.read

@@ -1,0 +1,22 @@
+"""dvc stage `report`: the run as one offline page (`report/index.html`) and a model card
+(`report/model_card.md`), both written from the run's own files (no torch)."""
+
+from ferx.analysis.model_card import model_card
+from ferx.analysis.report import OUT_DIR, build_report
+from ferx.atomic import write_atomic
+from ferx.cli import run_stage
+from ferx.params import Params
+
+
+def main(params: Params) -> None:
+    del params  # validated like every stage's; the report has no knobs
+    page, read = build_report(".")
+    card = model_card(".")
+    write_atomic(OUT_DIR / "index.html", lambda tmp: tmp.write_text(page))
+    write_atomic(OUT_DIR / "model_card.md", lambda tmp: tmp.write_text(card))
+    print(f"report: {OUT_DIR / 'index.html'} ({len(page) / 1e6:.1f} MB, from {len(read)} files)")
+    print(f"report: {OUT_DIR / 'model_card.md'}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
