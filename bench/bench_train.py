@@ -13,13 +13,33 @@ mini-Xception), and the seconds one FER2013 training epoch (28,709 faces) takes 
 and loss in bf16 where PyTorch's autocast allows, weights and optimizer in fp32): the lever
 to try on CPUs with AVX-512 BF16 or AMX. `--widths` times mini-Xceptions of other module
 widths (`train.model.widths`).
+
+    python bench/bench_train.py --breakdown [--steps 300] [--precision fp32 bf16]
+
+Where one train-stage epoch of params.yaml's train section goes: the loop's step phase by phase
+(batch gather + augmentation, forward, loss, backward, optimizer step with the scheduler and
+EMA, the per-step bookkeeping) timed over `--steps` steps and scaled to an epoch of FER2013's
+28,709 faces, then the two per-epoch evaluations (PublicTest, PrivateTest: 3,589 faces each at
+runtime.eval_batch_size and runtime.memory_format), the DVCLive log and the resume checkpoint.
+Also the achieved training GFLOP/s against the peak this script assumes (printed with how).
+
+    python bench/bench_train.py --default-vs-fp32 [--rounds 5] [--seconds 8]
+
+Times the training step of params.yaml's train + runtime sections and of the fp32 eager
+channels_last batch-32 step, alternately in one run (the machine's speed drifts between
+runs), and prints as its last line `default vs fp32 eager: N.NNx` (ratio of the medians).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import resource
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,11 +47,12 @@ import torch.nn.functional as F
 from ferx.labels import ARCHITECTURES
 from ferx.models import ModelConfig, build_model
 from ferx.models.inference import memory_format, predict_logits
-from ferx.params import AugmentParams, TrainParams
+from ferx.params import AugmentParams, RuntimeParams, TrainParams, load_params
 from ferx.training.augment import augment_batch
-from ferx.training.optim import make_optimizer
+from ferx.training.optim import make_ema, make_optimizer, make_scheduler
 
 TRAINING_FACES = 28_709  # FER2013's Training split
+TEST_FACES = 3_589  # PublicTest, and PrivateTest
 
 
 def train_rate(
@@ -100,8 +121,191 @@ def report(name: str, rates: list[float], epoch: bool = False) -> None:
     )
 
 
+def peak_gflops(threads: int) -> tuple[float, str]:
+    """fp32 peak of this CPU as assumed here, and how it was reckoned."""
+    mhz = 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                mhz = max(mhz, float(line.split(":")[1]))
+    except OSError:
+        pass
+    ghz = mhz / 1000 or 2.6
+    # Zen 4: two 256-bit FMA pipes per core (AVX-512 runs as two halves): 16 fp32 FMAs,
+    # 32 flops per cycle; bf16 dot products (VDPBF16PS) do twice the multiply-adds
+    peak = threads * ghz * 32
+    how = f"{threads} cores x {ghz:.2f} GHz (/proc/cpuinfo) x 32 fp32 flops/cycle"
+    how += " (2 FMA pipes x 8 lanes x 2 flops)"
+    return peak, how
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, phase: str, start: float) -> float:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - start
+        return now
+
+
+def breakdown(train: TrainParams, runtime: RuntimeParams, steps: int) -> dict[str, float]:
+    """Seconds per FER2013 epoch for each phase of the loop's step (ferx/training/loop.py,
+    `_train_one_epoch`, the same calls in the same order), and for what follows the epoch."""
+    from ferx.metrics import summary_metrics
+    from ferx.models.checkpoint import save_state
+    from ferx.training.loop import freeze_all_but
+
+    torch.manual_seed(0)
+    fmt = memory_format(runtime.memory_format)
+    model = build_model(_model_config(train))
+    model.to(memory_format=fmt)
+    freeze_all_but(model, "all")
+    epoch_steps = math.ceil(TRAINING_FACES / train.batch_size)
+    optimizer = make_optimizer(model, train)
+    scheduler = make_scheduler(optimizer, train, epoch_steps)
+    ema = make_ema(model, train.ema)
+    images = torch.randint(0, 256, (TRAINING_FACES, 1, 48, 48), dtype=torch.uint8)
+    labels = torch.randint(0, 7, (TRAINING_FACES,))
+    generator = torch.Generator().manual_seed(0)
+    order = torch.randperm(TRAINING_FACES, generator=generator)
+    timer = _Timer()
+    model.train()
+    for i in range(steps + 5):
+        if i == 5:  # the first steps warm the allocator and oneDNN's kernel cache
+            timer = _Timer()
+        begin = (i * train.batch_size) % (TRAINING_FACES - train.batch_size)
+        t = time.perf_counter()
+        index = order[begin : begin + train.batch_size]
+        x = images[index].to(torch.float32)
+        x = augment_batch(x, train.augment, generator).contiguous(memory_format=fmt)
+        y = labels[index]
+        t = timer.add("augmentation (gather, float, augment)", t)
+        with torch.autocast("cpu", torch.bfloat16, enabled=train.precision == "bf16"):
+            logits = model(x)
+        logits = logits.float()
+        t = timer.add("forward", t)
+        loss = F.cross_entropy(logits, y, label_smoothing=train.label_smoothing)
+        t = timer.add("loss", t)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t = timer.add("backward", t)
+        optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        scheduler.step()
+        t = timer.add("optimizer step (+ scheduler, EMA)", t)
+        loss.item()
+        F.cross_entropy(logits.detach(), y, reduction="sum").item()
+        int((logits.argmax(1) == y).sum())
+        timer.add("bookkeeping (.item, accuracy)", t)
+    scale = epoch_steps / steps
+    per_epoch = {phase: s * scale for phase, s in timer.seconds.items()}
+    test = torch.randint(0, 256, (TEST_FACES, 1, 48, 48), dtype=torch.uint8)
+    test_labels = torch.randint(0, 7, (TEST_FACES,))
+    predict_logits(model, test[:256], runtime.eval_batch_size, layout=runtime.memory_format)
+    t = time.perf_counter()
+    for _ in range(2):  # PublicTest and PrivateTest
+        logits = predict_logits(model, test, runtime.eval_batch_size, layout=runtime.memory_format)
+        summary_metrics(logits, test_labels)
+    per_epoch["evaluation (PublicTest + PrivateTest)"] = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        from dvclive import Live
+
+        live = Live(tmp, dvcyaml=False, save_dvc_exp=False, report=None)
+        t = time.perf_counter()
+        names = ["lr", "train/objective", "train/loss", "train/accuracy"] + [
+            f"{split}/{metric}"
+            for split in ("public", "private")
+            for metric in ("loss", "accuracy", "macro_f1", "balanced_accuracy")
+        ]  # the loop's row
+        for name in names:
+            live.log_metric(name, 0.5)
+        live.next_step()
+        per_epoch["logging (DVCLive)"] = time.perf_counter() - t
+        state = {
+            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "best_state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "history": [{"epoch": 1.0}] * 40,
+        }
+        t = time.perf_counter()
+        save_state(Path(tmp) / "state.pt", state)
+        per_epoch["checkpoint (atomic torch.save)"] = time.perf_counter() - t
+    return per_epoch
+
+
+def _model_config(train: TrainParams) -> ModelConfig:
+    m = train.model
+    widths = tuple(m.widths)
+    return ModelConfig(arch=m.arch, widths=widths, stem_width=m.stem_width, normalize=m.normalize)
+
+
+def _train_step_rate(train: TrainParams, runtime: RuntimeParams, seconds: float) -> float:
+    widths = tuple(train.model.widths) if train.model.arch == "mini_xception" else None
+    return train_rate(
+        runtime.memory_format, train.batch_size, seconds, train.model.arch, train.precision, widths
+    )
+
+
+def print_breakdown(args) -> None:
+    params = load_params(args.params)
+    threads = torch.get_num_threads()
+    model = build_model(_model_config(params.train))
+    from ferx.analysis.cost import count_flops
+
+    macs = count_flops(model)  # fvcore: one multiply-add = one flop
+    train_flops = 3 * 2 * macs  # forward, then backward at about twice the forward
+    peak, how = peak_gflops(threads)
+    print(f"torch {torch.__version__}, {threads} threads; params: {args.params} (train section)")
+    print(f"model: {params.train.model.arch} {list(params.train.model.widths)}, "
+          f"{2 * macs / 1e6:.1f} MFLOP forward, ~{train_flops / 1e6:.0f} MFLOP per training face "
+          "(3 x forward)")  # fmt: skip
+    print(f"assumed fp32 peak: {peak:.0f} GFLOP/s = {how}; bf16 dot products: 2x that")
+    for precision in args.precision:
+        train = params.train.model_copy(update={"precision": precision})
+        rates = [_train_step_rate(train, params.runtime, args.seconds) for _ in range(args.repeats)]
+        rate = statistics.median(rates)
+        achieved = rate * train_flops / 1e9
+        print(f"\n{precision}: training step {rate:.0f} img/s (median of {args.repeats}) = "
+              f"{achieved:.1f} GFLOP/s, {100 * achieved / peak:.0f}% of the fp32 peak")  # fmt: skip
+        phases = breakdown(train, params.runtime, args.steps)
+        total = sum(phases.values())
+        print(f"one epoch, {precision}, batch {train.batch_size}, {params.runtime.memory_format}, "
+              f"eval batch {params.runtime.eval_batch_size}: {total:.1f} s")  # fmt: skip
+        for phase, seconds in phases.items():
+            print(f"  {phase:<42} {seconds:7.2f} s  {100 * seconds / total:5.1f}%")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS of this benchmark: {rss:.0f} MiB")
+
+
+def print_default_vs_fp32(args) -> None:
+    params = load_params(args.params)
+    fp32 = params.train.model_copy(update={"precision": "fp32", "batch_size": 32})
+    eager = params.runtime.model_copy(update={"memory_format": "channels_last"})
+    default_rates, fp32_rates = [], []
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; default = "
+          f"{args.params}: precision {params.train.precision}, batch {params.train.batch_size}, "
+          f"{params.runtime.memory_format}")  # fmt: skip
+    for round_ in range(args.rounds):
+        default_rates.append(_train_step_rate(params.train, params.runtime, args.seconds))
+        fp32_rates.append(_train_step_rate(fp32, eager, args.seconds))
+        print(f"round {round_ + 1}: default {default_rates[-1]:.0f} img/s, "
+              f"fp32 eager {fp32_rates[-1]:.0f} img/s", flush=True)  # fmt: skip
+    ratio = statistics.median(default_rates) / statistics.median(fp32_rates)
+    print(f"default vs fp32 eager: {ratio:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--breakdown", action="store_true", help="where an epoch's time goes")
+    parser.add_argument(
+        "--default-vs-fp32", action="store_true", help="params.yaml's step against fp32 eager"
+    )
+    parser.add_argument("--params", default=os.environ.get("FERX_PARAMS", "params.yaml"))
+    parser.add_argument("--steps", type=int, default=300, help="--breakdown: steps timed")
+    parser.add_argument("--rounds", type=int, default=5, help="--default-vs-fp32: rounds")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
@@ -125,6 +329,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.breakdown:
+        args.precision = args.precision if args.precision != ["fp32"] else ["fp32", "bf16"]
+        return print_breakdown(args)
+    if args.default_vs_fp32:
+        return print_default_vs_fp32(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     networks = [(arch, None) for arch in args.arch if arch != "mini_xception"]
     if "mini_xception" in args.arch:

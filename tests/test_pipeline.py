@@ -305,6 +305,7 @@ def test_a_team_shares_models_and_experiments_through_git_and_dvc_remotes(tmp_pa
     git(a, "add", "-A")  # the README's policy: dvc.lock, metrics, curves and plots to git
     git(a, "commit", "-q", "-m", "results")
     dvc(a, "push")  # data, probes, models, explain grids to the DVC remote
+    released = (a / "models/improved.pt").read_bytes()  # the results commit's model
     git(a, "remote", "add", "origin", str(origin))
     git(a, "push", "-q", "origin", "HEAD:main")
 
@@ -331,11 +332,13 @@ def test_a_team_shares_models_and_experiments_through_git_and_dvc_remotes(tmp_pa
     _gto(a, "register", "improved-onnx")
     _gto(a, "assign", "improved", "--stage", "prod")
     git(a, "push", "-q", "origin", "--tags")
+    # a hosted repository has a default branch; a bare one's HEAD names master until told
+    subprocess.run(["git", "-C", str(origin), "symbolic-ref", "HEAD", "refs/heads/main"], check=True)
     user = tmp_path / "user"
     user.mkdir()
     dvc(user, "artifacts", "get", str(origin), "improved", "--stage", "prod", "-o", "prod.pt")
     dvc(user, "artifacts", "get", str(origin), "improved-onnx", "--rev", "v0.0.1", "-o", "m.onnx")
-    assert (user / "prod.pt").read_bytes() == (a / "models/improved.pt").read_bytes()
+    assert (user / "prod.pt").read_bytes() == released  # not the experiment's, made later
     face = user / "happy.png"
     Image.fromarray(make_synthetic_fer(70, seed=2).pixels[0]).save(face)
     for model in ("prod.pt", "m.onnx"):
