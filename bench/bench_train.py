@@ -259,21 +259,27 @@ def print_breakdown(args) -> None:
     train_flops = 3 * 2 * macs  # forward, then backward at about twice the forward
     peak, how = peak_gflops(threads)
     print(f"torch {torch.__version__}, {threads} threads; params: {args.params} (train section)")
-    print(f"model: {params.train.model.arch} {list(params.train.model.widths)}, "
-          f"{2 * macs / 1e6:.1f} MFLOP forward, ~{train_flops / 1e6:.0f} MFLOP per training face "
-          "(3 x forward)")  # fmt: skip
+    print(
+        f"model: {params.train.model.arch} {list(params.train.model.widths)}, "
+        f"{2 * macs / 1e6:.1f} MFLOP forward, ~{train_flops / 1e6:.0f} MFLOP per training face "
+        "(3 x forward)"
+    )
     print(f"assumed fp32 peak: {peak:.0f} GFLOP/s = {how}; bf16 dot products: 2x that")
     for precision in args.precision:
         train = params.train.model_copy(update={"precision": precision})
         rates = [_train_step_rate(train, params.runtime, args.seconds) for _ in range(args.repeats)]
         rate = statistics.median(rates)
         achieved = rate * train_flops / 1e9
-        print(f"\n{precision}: training step {rate:.0f} img/s (median of {args.repeats}) = "
-              f"{achieved:.1f} GFLOP/s, {100 * achieved / peak:.0f}% of the fp32 peak")  # fmt: skip
+        print(
+            f"\n{precision}: training step {rate:.0f} img/s (median of {args.repeats}) = "
+            f"{achieved:.1f} GFLOP/s, {100 * achieved / peak:.0f}% of the fp32 peak"
+        )
         phases = breakdown(train, params.runtime, args.steps)
         total = sum(phases.values())
-        print(f"one epoch, {precision}, batch {train.batch_size}, {params.runtime.memory_format}, "
-              f"eval batch {params.runtime.eval_batch_size}: {total:.1f} s")  # fmt: skip
+        print(
+            f"one epoch, {precision}, batch {train.batch_size}, {params.runtime.memory_format}, "
+            f"eval batch {params.runtime.eval_batch_size}: {total:.1f} s"
+        )
         for phase, seconds in phases.items():
             print(f"  {phase:<42} {seconds:7.2f} s  {100 * seconds / total:5.1f}%")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -285,14 +291,19 @@ def print_default_vs_fp32(args) -> None:
     fp32 = params.train.model_copy(update={"precision": "fp32", "batch_size": 32})
     eager = params.runtime.model_copy(update={"memory_format": "channels_last"})
     default_rates, fp32_rates = [], []
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; default = "
-          f"{args.params}: precision {params.train.precision}, batch {params.train.batch_size}, "
-          f"{params.runtime.memory_format}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; default = "
+        f"{args.params}: precision {params.train.precision}, batch {params.train.batch_size}, "
+        f"{params.runtime.memory_format}"
+    )
     for round_ in range(args.rounds):
         default_rates.append(_train_step_rate(params.train, params.runtime, args.seconds))
         fp32_rates.append(_train_step_rate(fp32, eager, args.seconds))
-        print(f"round {round_ + 1}: default {default_rates[-1]:.0f} img/s, "
-              f"fp32 eager {fp32_rates[-1]:.0f} img/s", flush=True)  # fmt: skip
+        print(
+            f"round {round_ + 1}: default {default_rates[-1]:.0f} img/s, "
+            f"fp32 eager {fp32_rates[-1]:.0f} img/s",
+            flush=True,
+        )
     ratio = statistics.median(default_rates) / statistics.median(fp32_rates)
     print(f"default vs fp32 eager: {ratio:.2f}x")
 

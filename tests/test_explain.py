@@ -179,7 +179,7 @@ def test_explain_stage_writes_a_grid_and_json_per_probe_set(tmp_path):
         record = summary["activations"][name]
         assert record["figure"] == f"plots/explain/baseline/activations_{name}.png"
         assert record["probe"] == summary["sets"][name]["images"][0]["file"]
-        assert [b["block"] for b in record["blocks"]][0] == "stem"
+        assert record["blocks"][0]["block"] == "stem"
 
     # the user's own face is explained beside the generated probes, and never removed
     Image.fromarray(np.full((60, 60), 128, np.uint8)).save(user / "sad_mine.png")

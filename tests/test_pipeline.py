@@ -131,7 +131,8 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     root = make_dvc_project(tmp_path, TINY_ALL)
     ran = stages_run(dvc(root, "repro").stdout)
     assert set(ran) == {"prepare", "train", "improve_init", "improve", "compare", "cost"} | {
-        "plots_page", "report"
+        "plots_page",
+        "report",
     } | (EXPLAIN | EVALUATE | EXPORT)
     # the report: one offline page and a model card, from this run's files
     summary = json.loads((root / "metrics/summary.json").read_text())
@@ -333,7 +334,9 @@ def test_a_team_shares_models_and_experiments_through_git_and_dvc_remotes(tmp_pa
     _gto(a, "assign", "improved", "--stage", "prod")
     git(a, "push", "-q", "origin", "--tags")
     # a hosted repository has a default branch; a bare one's HEAD names master until told
-    subprocess.run(["git", "-C", str(origin), "symbolic-ref", "HEAD", "refs/heads/main"], check=True)
+    subprocess.run(
+        ["git", "-C", str(origin), "symbolic-ref", "HEAD", "refs/heads/main"], check=True
+    )
     user = tmp_path / "user"
     user.mkdir()
     dvc(user, "artifacts", "get", str(origin), "improved", "--stage", "prod", "-o", "prod.pt")
@@ -343,10 +346,21 @@ def test_a_team_shares_models_and_experiments_through_git_and_dvc_remotes(tmp_pa
     Image.fromarray(make_synthetic_fer(70, seed=2).pixels[0]).save(face)
     for model in ("prod.pt", "m.onnx"):
         result = subprocess.run(
-            [sys.executable, "-m", "ferx.deploy.predict", "--model", model, "--no-detect",
-             "--json", str(face)],
-            cwd=user, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "ferx.deploy.predict",
+                "--model",
+                model,
+                "--no-detect",
+                "--json",
+                str(face),
+            ],
+            cwd=user,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["predictions"][0]["predicted"] in CLASS_NAMES
 
@@ -406,16 +420,20 @@ def test_each_change_reruns_exactly_the_stages_that_read_it(tmp_path):
     assert set(stages_run(dvc(root, "repro").stdout)) == {"prepare"} | EXPLAIN | REPORT
 
     # Improve from scratch: improve and what reads the improved model.
-    improved_side = {"improve", "compare", "cost", "explain@improved", "export@improved"} | {
-        e for e in EVALUATE if "improved" in e
-    } | REPORT
+    improved_side = (
+        {"improve", "compare", "cost", "explain@improved", "export@improved"}
+        | {e for e in EVALUATE if "improved" in e}
+        | REPORT
+    )
     _set_params(root, {"improve": {"init": "scratch"}})
     assert set(stages_run(dvc(root, "repro").stdout)) == {"improve_init"} | improved_side
     # ... then a new baseline (train.epochs is not improve's): improve is not rerun
     _set_params(root, {"train": {"epochs": 2}})
-    baseline_side = {"train", "improve_init", "compare", "cost"} | {
-        s for s in EXPLAIN | EXPORT | EVALUATE if "baseline" in s
-    } | REPORT
+    baseline_side = (
+        {"train", "improve_init", "compare", "cost"}
+        | {s for s in EXPLAIN | EXPORT | EVALUATE if "baseline" in s}
+        | REPORT
+    )
     assert set(stages_run(dvc(root, "repro").stdout)) == baseline_side
 
     # The user's own probe folder, anywhere: explain depends on it, and on what it holds.

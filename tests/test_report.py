@@ -59,26 +59,48 @@ def write_run(root: Path, source: str = "synthetic", kept_start: bool = False) -
             "input": "data/raw",
             "sha256": None,
             "rows": 300,
-            "counts": {s: {"total": sum(counts.values()), **counts} for s in
-                       ("train", "public_test", "private_test")},
+            "counts": {
+                s: {"total": sum(counts.values()), **counts}
+                for s in ("train", "public_test", "private_test")
+            },
         },
-    )  # fmt: skip
+    )
     run = {"loss": 1.2, "accuracy": 0.61, "macro_f1": 0.5, "balanced_accuracy": 0.55}
     _json(
         root / "metrics/train.json",
-        {"source": source, "select_metric": "public accuracy", "best_epoch": 2, "epochs_run": 3,
-         "public": run, "private": {**run, "accuracy": 0.6123}, "seconds": 90.0,
-         "seconds_per_epoch": 30.0},
-    )  # fmt: skip
+        {
+            "source": source,
+            "select_metric": "public accuracy",
+            "best_epoch": 2,
+            "epochs_run": 3,
+            "public": run,
+            "private": {**run, "accuracy": 0.6123},
+            "seconds": 90.0,
+            "seconds_per_epoch": 30.0,
+        },
+    )
     _json(
         root / "metrics/improve.json",
-        {"source": source, "select_metric": "public macro_f1", "best_epoch": 0 if kept_start
-         else 1, "epochs_run": 2, "kept_start": kept_start, "weighting": "effective",
-         "init": "baseline", "retrain": "all", "class_weights": {n: 1.0 for n in CLASS_NAMES},
-         "public": run, "private": run},
-    )  # fmt: skip
-    accuracy = {("baseline", "public_test"): 0.61, ("baseline", "private_test"): 0.6123,
-                ("improved", "public_test"): 0.62, ("improved", "private_test"): 0.6311}  # fmt: skip
+        {
+            "source": source,
+            "select_metric": "public macro_f1",
+            "best_epoch": 0 if kept_start else 1,
+            "epochs_run": 2,
+            "kept_start": kept_start,
+            "weighting": "effective",
+            "init": "baseline",
+            "retrain": "all",
+            "class_weights": {n: 1.0 for n in CLASS_NAMES},
+            "public": run,
+            "private": run,
+        },
+    )
+    accuracy = {
+        ("baseline", "public_test"): 0.61,
+        ("baseline", "private_test"): 0.6123,
+        ("improved", "public_test"): 0.62,
+        ("improved", "private_test"): 0.6311,
+    }
     for (model, split), acc in accuracy.items():
         _json(root / f"metrics/eval/{model}_{split}.json", _evaluation(model, split, acc))
         _png(root / f"plots/eval/{model}_{split}/confusion.png", 40)
@@ -86,39 +108,73 @@ def write_run(root: Path, source: str = "synthetic", kept_start: bool = False) -
     _json(
         root / "metrics/compare.json",
         {
-            split: {m: {"accuracy": accuracy[(m, f"{split}_test")], "macro_f1": 0.5,
-                        "recall": recall} for m in MODELS}
+            split: {
+                m: {"accuracy": accuracy[(m, f"{split}_test")], "macro_f1": 0.5, "recall": recall}
+                for m in MODELS
+            }
             for split in ("public", "private")
         },
-    )  # fmt: skip
+    )
     cost = {
-        m: {"arch": "mini_xception", "gflops": 0.01638, "parameters": 199671,
-            "latency_ms_batch1": 3.2, "throughput_img_s": 900, "threads": 2,
+        m: {
+            "arch": "mini_xception",
+            "gflops": 0.01638,
+            "parameters": 199671,
+            "latency_ms_batch1": 3.2,
+            "throughput_img_s": 900,
+            "threads": 2,
             "private_accuracy": accuracy[(m, "private_test")],
             "efficiency": 100 * accuracy[(m, "private_test")] / 0.01638,
-            "tta": {"views": "flip", "n_views": 2, "gflops": 0.03276,
-                    "private_accuracy": accuracy[(m, "private_test")] + 0.01,
-                    "efficiency": 100 * (accuracy[(m, "private_test")] + 0.01) / 0.03276}}
+            "tta": {
+                "views": "flip",
+                "n_views": 2,
+                "gflops": 0.03276,
+                "private_accuracy": accuracy[(m, "private_test")] + 0.01,
+                "efficiency": 100 * (accuracy[(m, "private_test")] + 0.01) / 0.03276,
+            },
+        }
         for m in MODELS
-    }  # fmt: skip
+    }
     _json(root / "metrics/cost.json", {"source": source, "note": "one multiply-add", **cost})
     _json(
         root / "metrics/summary.json",
-        {"source": source, **{
-            m: {"public": {"accuracy": accuracy[(m, "public_test")], "macro_f1": 0.51,
-                           "disgust_recall": 0.1, "tta_accuracy": 0.62},
-                "private": {"accuracy": accuracy[(m, "private_test")], "macro_f1": 0.5234,
-                            "disgust_recall": 0.2, "tta_accuracy": 0.6401},
-                "best_epoch": 2, "train_minutes": 1.5, "gflops": 0.01638,
-                "parameters": 199671, "efficiency": cost[m]["efficiency"]}
-            for m in MODELS}},
-    )  # fmt: skip
+        {
+            "source": source,
+            **{
+                m: {
+                    "public": {
+                        "accuracy": accuracy[(m, "public_test")],
+                        "macro_f1": 0.51,
+                        "disgust_recall": 0.1,
+                        "tta_accuracy": 0.62,
+                    },
+                    "private": {
+                        "accuracy": accuracy[(m, "private_test")],
+                        "macro_f1": 0.5234,
+                        "disgust_recall": 0.2,
+                        "tta_accuracy": 0.6401,
+                    },
+                    "best_epoch": 2,
+                    "train_minutes": 1.5,
+                    "gflops": 0.01638,
+                    "parameters": 199671,
+                    "efficiency": cost[m]["efficiency"],
+                }
+                for m in MODELS
+            },
+        },
+    )
     for model in MODELS:
         images = [
-            {"file": f"{n}.png", "true": n, "predicted": "happy", "correct": n == "happy",
-             "probabilities": {c: 1 / 7 for c in CLASS_NAMES}}
+            {
+                "file": f"{n}.png",
+                "true": n,
+                "predicted": "happy",
+                "correct": n == "happy",
+                "probabilities": {c: 1 / 7 for c in CLASS_NAMES},
+            }
             for n in ("happy", "sad")
-        ]  # fmt: skip
+        ]
         sets = {s: {"share_correct": 0.5, "images": images} for s in ("test", "test2")}
         activations = {
             s: {"figure": f"plots/explain/{model}/activations_{s}.png"} for s in ("test", "test2")
@@ -135,8 +191,13 @@ def write_run(root: Path, source: str = "synthetic", kept_start: bool = False) -
         tsv.parent.mkdir(parents=True, exist_ok=True)
         rows = "".join(f"{step}\t{v}\n" for step, v in enumerate(values, start=1))
         tsv.write_text(f"step\t{metric}\n{rows}")
-    for name in ("train/loss", "train/accuracy", "improve/accuracy", "compare/recall",
-                 "cost/accuracy_vs_gflops"):  # fmt: skip
+    for name in (
+        "train/loss",
+        "train/accuracy",
+        "improve/accuracy",
+        "compare/recall",
+        "cost/accuracy_vs_gflops",
+    ):
         _png(root / f"plots/{name}.png", 150)
     return root
 
@@ -168,9 +229,12 @@ def test_the_page_shows_the_numbers_of_the_files_and_names_them(tmp_path):
     assert "61.23 / 0.01638 = <b>3738.1</b>" in page
     assert "2 x 0.01638 = 0.03276 GFLOPs" in page
     assert "sad.png" in page and "WRONG" in page
-    for name in ("metrics/eval/improved_private_test.json", "metrics/cost.json",
-                 "plots/explain/baseline/activations_test2.png",
-                 "dvclive/train/plots/metrics/train/loss.tsv"):  # fmt: skip
+    for name in (
+        "metrics/eval/improved_private_test.json",
+        "metrics/cost.json",
+        "plots/explain/baseline/activations_test2.png",
+        "dvclive/train/plots/metrics/train/loss.tsv",
+    ):
         assert name in read and f"<code>{name}</code>" in page
 
     # a changed metric file changes the page
@@ -249,7 +313,7 @@ def test_the_model_card_front_matter_parses_and_equals_the_summary(tmp_path):
     assert "&id" not in card  # no YAML anchors
     for entry, model in zip(header["model-index"], MODELS, strict=True):
         assert entry["name"] == f"ferx-mini_xception-{model}"
-        single, tta = entry["results"]
+        single, _ = entry["results"]
         assert single["dataset"] == {"name": "FER2013", "type": "fer2013", "split": "PrivateTest"}
         values = {m["name"]: m["value"] for r in entry["results"] for m in r["metrics"]}
         private = summary[model]["private"]
@@ -258,8 +322,14 @@ def test_the_model_card_front_matter_parses_and_equals_the_summary(tmp_path):
             "PrivateTest macro-F1": private["macro_f1"],
             "PrivateTest accuracy with TTA (flip, 2 views)": private["tta_accuracy"],
         }
-    for section in ("## Intended use", "## Out-of-scope use", "## Training data",
-                    "## How the models were selected", "## Limitations", "## Efficiency"):  # fmt: skip
+    for section in (
+        "## Intended use",
+        "## Out-of-scope use",
+        "## Training data",
+        "## How the models were selected",
+        "## Limitations",
+        "## Efficiency",
+    ):
         assert section in card
     assert "| fear | 0.600 | 0.500 |" in card  # per class, from metrics/eval
     assert "Trained on the" not in card

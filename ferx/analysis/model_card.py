@@ -40,8 +40,11 @@ def _read(root: Path, name: str) -> dict[str, Any]:
 def _dataset(source: str) -> dict[str, str]:
     if source == "real":
         return {"name": "FER2013", "type": "fer2013", "split": "PrivateTest"}
-    return {"name": f"{source} stand-in for FER2013 (not FER2013)", "type": source,
-            "split": "PrivateTest"}  # fmt: skip
+    return {
+        "name": f"{source} stand-in for FER2013 (not FER2013)",
+        "type": source,
+        "split": "PrivateTest",
+    }
 
 
 def front_matter(root: str | Path = ".") -> dict[str, Any]:
@@ -61,12 +64,19 @@ def front_matter(root: str | Path = ".") -> dict[str, Any]:
                 "task": task(),
                 "dataset": dataset(),
                 "metrics": [
-                    {"type": "accuracy", "value": private["accuracy"],
-                     "name": "PrivateTest accuracy (single view)"},
-                    {"type": "f1", "value": private["macro_f1"], "name": "PrivateTest macro-F1",
-                     "args": {"average": "macro"}},
+                    {
+                        "type": "accuracy",
+                        "value": private["accuracy"],
+                        "name": "PrivateTest accuracy (single view)",
+                    },
+                    {
+                        "type": "f1",
+                        "value": private["macro_f1"],
+                        "name": "PrivateTest macro-F1",
+                        "args": {"average": "macro"},
+                    },
                 ],
-            },  # fmt: skip
+            },
         ]
         tta = cost[model].get("tta")
         if tta:
@@ -75,19 +85,28 @@ def front_matter(root: str | Path = ".") -> dict[str, Any]:
                     "task": task(),
                     "dataset": dataset(),
                     "metrics": [
-                        {"type": "accuracy", "value": private["tta_accuracy"],
-                         "name": f"PrivateTest accuracy with TTA ({tta['views']}, "
-                                 f"{tta['n_views']} views)"},
+                        {
+                            "type": "accuracy",
+                            "value": private["tta_accuracy"],
+                            "name": f"PrivateTest accuracy with TTA ({tta['views']}, "
+                            f"{tta['n_views']} views)",
+                        },
                     ],
-                }  # fmt: skip
+                }
             )
         index.append({"name": f"ferx-{cost[model]['arch']}-{model}", "results": results})
     return {
         "license": "mit",
         "library_name": "pytorch",
         "pipeline_tag": "image-classification",
-        "tags": ["facial-expression-recognition", "fer2013", cost[MODELS[0]]["arch"],
-                 "onnx", "dvc", summary["source"] + "-data"],  # fmt: skip
+        "tags": [
+            "facial-expression-recognition",
+            "fer2013",
+            cost[MODELS[0]]["arch"],
+            "onnx",
+            "dvc",
+            summary["source"] + "-data",
+        ],
         "datasets": ["fer2013"] if summary["source"] == "real" else [],
         "metrics": ["accuracy", "f1"],
         "model-index": index,
@@ -129,8 +148,10 @@ def model_card(root: str | Path = ".") -> str:
         if improve.get("kept_start")
         else f"improve kept epoch {improve['best_epoch']} of {improve['epochs_run']}"
     )
-    results = ["| model | PrivateTest accuracy | macro-F1 | with TTA | PublicTest accuracy |",
-               "|---|---:|---:|---:|---:|"]  # fmt: skip
+    results = [
+        "| model | PrivateTest accuracy | macro-F1 | with TTA | PublicTest accuracy |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for model in MODELS:
         s = summary[model]
         results.append(
@@ -150,7 +171,7 @@ def model_card(root: str | Path = ".") -> str:
 {warning}
 Two models from one `dvc repro` of ferx (this repository): `baseline`, the
 {arch} trained by the train stage, and `improved`, the baseline retrained with class weights
-({improve['weighting']} weighting, {improve['retrain']} layers) for the rare classes. Files:
+({improve["weighting"]} weighting, {improve["retrain"]} layers) for the rare classes. Files:
 `models/baseline.pt`, `models/improved.pt` (PyTorch state dicts, loaded with
 `weights_only=True`) and `models/*.onnx` (ONNX, checked against PyTorch on PrivateTest).
 
@@ -180,9 +201,9 @@ say how the model does for any group). This run's data: **{source}**.
 
 ## How the models were selected
 
-Only on PublicTest: the kept epoch is the best PublicTest {train['select_metric'].split()[-1]}
-(baseline: epoch {train['best_epoch']} of {train['epochs_run']}) and the best PublicTest
-{improve['select_metric'].split()[-1]} (improved: {kept}). PrivateTest chose nothing and is
+Only on PublicTest: the kept epoch is the best PublicTest {train["select_metric"].split()[-1]}
+(baseline: epoch {train["best_epoch"]} of {train["epochs_run"]}) and the best PublicTest
+{improve["select_metric"].split()[-1]} (improved: {kept}). PrivateTest chose nothing and is
 reported below.
 
 ## Results (PrivateTest unless said)
@@ -191,16 +212,16 @@ reported below.
 
 TTA (test-time augmentation) averages the predictions of several views of each face and costs
 that many forward passes. Baseline vs improved on PrivateTest: accuracy
-{b['private']['accuracy']:.4f} vs {i['private']['accuracy']:.4f}, disgust recall
-{b['private']['disgust_recall']:.4f} vs {i['private']['disgust_recall']:.4f}.
+{b["private"]["accuracy"]:.4f} vs {i["private"]["accuracy"]:.4f}, disgust recall
+{b["private"]["disgust_recall"]:.4f} vs {i["private"]["disgust_recall"]:.4f}.
 
 ### Per class, baseline, PrivateTest
 
-{_per_class(evals['baseline'])}
+{_per_class(evals["baseline"])}
 
 ### Per class, improved, PrivateTest
 
-{_per_class(evals['improved'])}
+{_per_class(evals["improved"])}
 
 ## Efficiency
 

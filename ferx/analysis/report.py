@@ -230,9 +230,7 @@ def _explanations(src: _Sources) -> str:
             ]
             rows = [[_e(v) for v in r[:4]] + [r[4]] for r in rows]
             wrong = [img["file"] for img in probe_set["images"] if not img["correct"]]
-            verdict = (
-                f"wrong: {_e(', '.join(wrong))}" if wrong else "every face right"
-            )
+            verdict = f"wrong: {_e(', '.join(wrong))}" if wrong else "every face right"
             body += (
                 f"<h3>{_e(model)} on <code>{_e(name)}</code> "
                 f"({_pct(probe_set['share_correct'], 0)} correct; {verdict})</h3>"
@@ -268,9 +266,7 @@ def _improve(src: _Sources) -> str:
     settings = (
         f"<p>Class weighting <b>{_e(improve['weighting'])}</b>, start "
         f"<b>{_e(improve['init'])}</b>, retrained <b>{_e(improve['retrain'])}</b>; weights per "
-        "class: "
-        + ", ".join(f"{_e(k)} {v}" for k, v in improve["class_weights"].items())
-        + ".</p>"
+        "class: " + ", ".join(f"{_e(k)} {v}" for k, v in improve["class_weights"].items()) + ".</p>"
     )
     rows = []
     for name in CLASS_NAMES:
@@ -410,7 +406,8 @@ figure img{max-width:100%} figcaption{font-size:.75em;color:#666}
 .banner{padding:.7em 1em;font-weight:bold;border-radius:4px}
 .synthetic{background:#fde2e2;border:2px solid #c00;color:#900}
 .real{background:#e3f4e3;border:1px solid #393}
-.sources{font-size:.78em;color:#666} .missing,.wrong{color:#c00} .note{background:#fff6d5;padding:.4em}
+.sources{font-size:.78em;color:#666} .missing,.wrong{color:#c00}
+.note{background:#fff6d5;padding:.4em}
 nav a{margin-right:1em}
 """
 
