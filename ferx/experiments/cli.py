@@ -1,6 +1,8 @@
 """`ferx-ablate`: an ablation table and accuracy-vs-GFLOPs frontiers from DVC experiments.
 
     ferx-ablate ablations/recipe.yaml [--seeds 0 1 2] [--jobs N] [--collect-only]
+    ferx-ablate ablations/recipe.yaml --shard K/N --remote origin   # this machine's share
+    ferx-ablate ablations/recipe.yaml --collect-only --remote origin  # every machine's results
 
 Every row of the spec (ferx.experiments.spec) at every seed is one DVC experiment, queued with
 `dvc exp run --queue` and run by `dvc queue start`. An experiment stands for a run only if it
@@ -22,7 +24,7 @@ from typing import Any
 
 from ferx.atomic import write_atomic, write_json
 from ferx.errors import UserError
-from ferx.experiments import identity, queue
+from ferx.experiments import identity, queue, shards
 from ferx.experiments.spec import (
     Run,
     Spec,
@@ -150,21 +152,35 @@ def run(
     seeds: tuple[int, ...] = (),
     out_root: Path = Path("ablation"),
     params_path: Path = DEFAULT_PARAMS_PATH,
+    shard: shards.Shard | None = None,
+    remote: str | None = None,
 ) -> int:
     try:
         runs = make_runs(spec, read_params_file(params_path), seeds)
     except ParamsError as exc:
         raise SpecError(f"{spec.path}: {exc}") from None
+    if shard is not None and remote is None:
+        raise SpecError(
+            f"--shard {shard}: needs --remote NAME, the git remote the finished experiments "
+            "are pushed to (else they stay on this machine)"
+        )
+    if remote is not None:
+        shards.check_remote(remote)  # before anything is queued or pulled
+    if collect_only and remote is not None:
+        print(f"ablate: pulling every experiment from {remote} (dvc exp pull --all-commits)")
+        shards.pull_all(remote)
+    mine = runs if shard is None else shards.shard_runs(runs, shard)
     n_rows, n_seeds = len({r.row.index for r in runs}), len({r.seed for r in runs})
     matched = match(runs, queue.experiments())
     failed: dict[str, str] = {}
     if not collect_only:
-        missing = [r for r in runs if r.name not in matched]
+        missing = [r for r in mine if r.name not in matched]
         todo = _unique(missing)
         alike = len(missing) - len(todo)
+        share = "" if shard is None else f"shard {shard}: {len(mine)} of "
         print(
-            f"ablate: {len(runs)} runs ({n_rows} rows x {n_seeds} seeds), "
-            f"{len(runs) - len(missing)} already done, {len(todo)} queued"
+            f"ablate: {share}{len(runs)} runs ({n_rows} rows x {n_seeds} seeds), "
+            f"{len(mine) - len(missing)} already done, {len(todo)} queued"
             + (
                 f" ({alike} with the params of another run: one experiment for both)"
                 if alike
@@ -180,6 +196,8 @@ def run(
                     file=sys.stderr,
                 )
             threads = threads_per_job(jobs, available)
+            if remote is not None:
+                shards.auto_push_env(remote)  # each experiment leaves as it finishes
             before = {t.task for t in queue.queue_tasks()}
             started = False
             try:
@@ -207,6 +225,23 @@ def run(
                     key = _canonical(todo_run.resolved)
                     failed |= {r.name: reason for r in runs if _canonical(r.resolved) == key}
             matched = match(runs, queue.experiments())
+        if remote is not None:  # again for all: what auto-push missed, and earlier runs
+            names = sorted({matched[r.name].name for r in mine if r.name in matched})
+            shards.push(remote, names)
+            print(f"ablate: pushed {len(names)} experiment(s) to {remote}")
+    if shard is not None:
+        left = [r.name for r in mine if r.name not in matched]
+        if left:
+            reasons = "; ".join(f"{n} ({failed.get(n, 'no results')})" for n in left)
+            print(f"ablate: shard {shard}: {len(left)} run(s) have no results: {reasons}; "
+                  "rerunning this shard runs only those", file=sys.stderr)  # fmt: skip
+            return 1
+        print(
+            f"ablate: shard {shard}: all {len(mine)} of its runs are done and on {remote}; "
+            f"`ferx-ablate {spec.path} --collect-only --remote {remote}` on any clone "
+            "writes the table"
+        )
+        return 0
     records = table_records(runs, results(runs, matched))
     missing = [r.name for r in runs if r.name not in matched]
     if not missing:
@@ -216,7 +251,13 @@ def run(
     reasons = "; ".join(f"{name} ({failed.get(name, 'no results')})" for name in missing)
     print(
         f"ablate: {len(missing)} of {len(runs)} runs have no results: {reasons}. "
-        f"{out_root / spec.name}/ keeps its previous table until every run has results",
+        f"{out_root / spec.name}/ keeps its previous table until every run has results"
+        + (
+            f"; rows of a shard that did not finish: rerun `--shard K/N --remote {remote}` "
+            "on any machine, it runs only the missing ones"
+            if remote is not None
+            else ""
+        ),
         file=sys.stderr,
     )
     return 1
@@ -232,12 +273,29 @@ def main(argv: list[str] | None = None) -> int:
         "--seeds", type=int, nargs="+", help="train.seed values, each row once per seed"
     )
     parser.add_argument("--collect-only", action="store_true", help="only collect and render")
+    parser.add_argument(
+        "--shard", metavar="K/N", help="run only shard K of N of the runs (needs --remote)"
+    )
+    parser.add_argument(
+        "--remote",
+        metavar="NAME",
+        help="git remote to push finished experiments to (outputs: the default DVC remote); "
+        "with --collect-only, to pull every experiment from first",
+    )
     args = parser.parse_args(argv)
     try:
         if args.jobs < 1:
             raise SpecError("--jobs: must be at least 1")
         seeds = check_seeds(args.seeds, "--seeds") if args.seeds is not None else ()
-        return run(load_spec(args.spec), args.jobs, args.collect_only, seeds)
+        shard = shards.parse_shard(args.shard) if args.shard is not None else None
+        return run(
+            load_spec(args.spec),
+            args.jobs,
+            args.collect_only,
+            seeds,
+            shard=shard,
+            remote=args.remote,
+        )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
