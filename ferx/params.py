@@ -132,8 +132,9 @@ class TrainParams(Section):
     ema: Float = Field(0.0, ge=0, lt=1)
     # bf16: the training forward pass and loss under bfloat16 autocast (weights, gradients and
     # optimizer stay float32; evaluations run in float32). 1.5x faster on CPUs with AVX-512
-    # BF16 (bench/bench_train.py); results differ from fp32 and may differ between CPUs
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # BF16 (bench/bench_train.py); results differ from fp32 and may differ between CPUs.
+    # fp16: float16 autocast with a gradient scaler, CUDA only (runtime.device)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     # the PublicTest metric that picks the kept epoch (PrivateTest is never used to choose)
     select_metric: SelectMetric = "accuracy"
     augment: AugmentParams = AugmentParams()

@@ -9,6 +9,7 @@ the best on PublicTest only; PrivateTest is reported, never used to choose.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -79,6 +80,26 @@ class FitResult:
     start: dict[str, float] | None = None
 
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # train.precision -> dtype
+
+
+def use_deterministic_cuda() -> None:
+    """Settings under which a CUDA run repeats itself bit for bit (PyTorch's reproducibility
+    notes): deterministic algorithms (an op without one raises instead of varying), cuDNN
+    without autotuning, and cuBLAS's fixed workspace (read when cuBLAS starts: set first)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(
+            "train.precision: fp16 needs a CUDA device (runtime.device); on a CPU use bf16"
+        )
+
+
 def choose_device(wanted: str) -> torch.device:
     if wanted == "cuda" and not torch.cuda.is_available():
         raise ValueError("runtime.device: cuda was asked for but no CUDA device is available")
@@ -98,6 +119,9 @@ def fit(
     `runtime` says how (device, layout, inference batch), never what: it is not fingerprinted."""
     runtime = runtime or RuntimeParams()
     device = choose_device(runtime.device)
+    check_precision(params.precision, device)
+    if device.type == "cuda":
+        use_deterministic_cuda()
     model.to(device, memory_format=memory_format(runtime.memory_format))
     freeze_all_but(model, spec.trainable)
     train = splits["train"]
@@ -109,6 +133,10 @@ def fit(
         model.load_state_dict(spec.init_state_dict)
     key = fingerprint(params, splits, model.state_dict(), spec.fingerprint_extra)
     state = resume_or_start(spec, key, model, optimizer, scheduler)
+    # fp16's narrow range needs the loss scaled up and the gradients back down (bf16 does not)
+    scaler = torch.amp.GradScaler(device.type, enabled=params.precision == "fp16")
+    if "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     ema = make_ema(model, params.ema)
     if ema is not None and "ema" in state:
         ema.load_state_dict(state["ema"])
@@ -145,6 +173,7 @@ def fit(
             spec.name,
             runtime,
             ema,
+            scaler,
         )
         row |= _evaluate(scored, splits, runtime, device)
         row["seconds"] = time.perf_counter() - epoch_start
@@ -169,6 +198,7 @@ def fit(
             optimizer=optimizer.state_dict(),
             scheduler=scheduler.state_dict(),
             **({} if ema is None else {"ema": ema.state_dict()}),
+            **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
         )
         save_state(spec.state_path, state)
         if spec.on_epoch_end is not None:
@@ -227,7 +257,18 @@ def train_mode(model: torch.nn.Module) -> None:
 
 
 def _train_one_epoch(
-    model, train, params, optimizer, scheduler, weights, epoch, device, name, runtime, ema=None
+    model,
+    train,
+    params,
+    optimizer,
+    scheduler,
+    weights,
+    epoch,
+    device,
+    name,
+    runtime,
+    ema=None,
+    scaler=None,
 ):
     """One pass over the shuffled, augmented training set. Returns the epoch's mean learning
     rate, its objective (label-smoothed, class-weighted in improve: what is minimised), and
@@ -252,15 +293,21 @@ def _train_one_epoch(
         x = train.x[index].to(torch.float32)
         x = augment_batch(x, params.augment, generator).to(device).contiguous(memory_format=fmt)
         y = train.y[index].to(device)
-        with torch.autocast(device.type, torch.bfloat16, enabled=params.precision == "bf16"):
+        dtype = AUTOCAST_DTYPES.get(params.precision)
+        with torch.autocast(device.type, dtype or torch.bfloat16, enabled=dtype is not None):
             logits = model(x)
         logits = logits.float()  # the loss and the bookkeeping in float32 either way
         loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=params.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         lr_sum += optimizer.param_groups[0]["lr"]  # the rate this step uses
         steps += 1
-        optimizer.step()
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)  # skips a step whose gradients overflowed
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         if ema is not None:
             ema.update_parameters(model)
         if step_scheduler:

@@ -20,7 +20,13 @@ from ferx.training.progress import history_table
 
 # Environment variables that move the bits: the instruction set oneDNN / ATen / MKL may use,
 # and the OpenMP thread count torch starts with (BENCHMARKS.md: "What changes the bits")
-BITS_ENVIRONMENT = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "OMP_NUM_THREADS")
+BITS_ENVIRONMENT = (
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "OMP_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG",
+)
 
 
 def bits_record(runtime: RuntimeParams, precision: str) -> dict[str, Any]:
