@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ferx.analysis.cost_figure import label_offsets
-from ferx.experiments import cli, queue
+from ferx.experiments import cli, identity, queue
 from ferx.experiments.cli import main, threads_per_job
 from ferx.experiments.frontier import frontier_points, pareto
 from ferx.experiments.queue import Task, parse_status, wait_for
@@ -608,3 +608,19 @@ def test_ablation_end_to_end_through_the_real_pipeline(tmp_path, monkeypatch, ca
 def _rev(root, name: str) -> str:
     refs = git(root, "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps/")
     return next(line.split()[0] for line in refs.splitlines() if line.endswith(f"/{name}"))
+
+
+def test_the_report_stage_reads_results_and_tables_but_is_no_part_of_a_runs_identity():
+    pipeline = {
+        "stages": {
+            "train": {"cmd": "x", "deps": ["train.py"], "outs": ["m.pt"]},
+            "report": {"cmd": "y", "deps": ["report.py", "ablation", "m.pt"], "outs": ["r"]},
+        }
+    }
+    assert identity.stage_inputs(pipeline, {}) == ["train.py"]
+    blobs = {"train.py": "1", "ablation/recipe/table.md": "2", "report.py": "3"}
+    changed = {**blobs, "ablation/recipe/table.md": "4", "report.py": "5"}
+    assert identity.fingerprint(blobs, pipeline, {}) == identity.fingerprint(changed, pipeline, {})
+    assert identity.fingerprint(blobs, pipeline, {}) != identity.fingerprint(
+        {**blobs, "train.py": "9"}, pipeline, {}
+    )

@@ -281,6 +281,28 @@ def test_a_missing_or_stale_file_is_an_error_naming_it(tmp_path):
         build_report(root)
 
 
+def test_a_run_without_tta_has_a_page_and_a_card(tmp_path):
+    root = write_run(tmp_path)
+    for path in [
+        *root.glob("metrics/eval/*.json"),
+        root / "metrics/cost.json",
+        root / "metrics/summary.json",
+    ]:
+        data = json.loads(path.read_text())
+        data.pop("tta", None)
+        for part in data.values():  # cost and summary: per model, per split
+            if isinstance(part, dict):
+                part.pop("tta", None)
+                for split in ("public", "private"):
+                    if isinstance(part.get(split), dict):
+                        part[split].pop("tta_accuracy", None)
+        path.write_text(json.dumps(data))
+    page, _ = build_report(root)
+    assert "with TTA" not in page.split("<nav>")[0]
+    header = parse_front_matter(model_card(root))
+    assert [len(entry["results"]) for entry in header["model-index"]] == [1, 1]
+
+
 def test_ablation_tables_are_shown_when_there_are_some(tmp_path):
     root = write_run(tmp_path)
     page, _ = build_report(root)

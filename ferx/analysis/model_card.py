@@ -79,7 +79,7 @@ def front_matter(root: str | Path = ".") -> dict[str, Any]:
             },
         ]
         tta = cost[model].get("tta")
-        if tta:
+        if tta and "tta_accuracy" in private:
             results.append(
                 {
                     "task": task(),
@@ -111,6 +111,10 @@ def front_matter(root: str | Path = ".") -> dict[str, Any]:
         "metrics": ["accuracy", "f1"],
         "model-index": index,
     }
+
+
+def _four(value: float | None) -> str:
+    return "n/a (evaluate.tta: none)" if value is None else f"{value:.4f}"
 
 
 def _per_class(evaluation: dict[str, Any]) -> str:
@@ -156,7 +160,7 @@ def model_card(root: str | Path = ".") -> str:
         s = summary[model]
         results.append(
             f"| {model} | {s['private']['accuracy']:.4f} | {s['private']['macro_f1']:.4f} | "
-            f"{s['private']['tta_accuracy']:.4f} | {s['public']['accuracy']:.4f} |"
+            f"{_four(s['private'].get('tta_accuracy'))} | {s['public']['accuracy']:.4f} |"
         )
     efficiency = "\n".join(
         f"- {m}: {cost[m]['gflops']:.5f} GFLOPs per face (fvcore, one multiply-add = one flop), "

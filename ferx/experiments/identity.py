@@ -63,10 +63,21 @@ def _stage_instances(name: str, stage: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(keys, c, strict=True)) for c in itertools.product(*matrix.values())] or [{}]
 
 
+# Stages that only present results (the report page reads every result and the ablation
+# tables themselves): what they read cannot change a run's metrics, and counting it would make
+# every experiment stale whenever a table is committed.
+PRESENTATION_STAGES = ("report",)
+
+
+def _computing_stages(pipeline: dict[str, Any]) -> dict[str, Any]:
+    stages = pipeline.get("stages") or {}
+    return {name: stage for name, stage in stages.items() if name not in PRESENTATION_STAGES}
+
+
 def stage_inputs(pipeline: dict[str, Any], params: dict[str, Any]) -> list[str]:
-    """The paths dvc.yaml's stages read and no stage writes, sorted."""
+    """The paths dvc.yaml's computing stages read and no stage writes, sorted."""
     deps, outs = set(), set()
-    for name, stage in (pipeline.get("stages") or {}).items():
+    for name, stage in _computing_stages(pipeline).items():
         for item in _stage_instances(name, stage):
             deps |= {_expand(p, params, item) for p in _paths(stage.get("deps"))}
             for kind in ("outs", "metrics", "plots"):
@@ -87,7 +98,7 @@ def fingerprint(blobs: dict[str, str], pipeline: dict[str, Any], params: dict[st
     def read(path: str) -> bool:
         return any(path in (p, f"{p}.dvc") or path.startswith(f"{p}/") for p in inputs if p != ".")
 
-    lines = [json.dumps(pipeline.get("stages") or {}, sort_keys=True)]
+    lines = [json.dumps(_computing_stages(pipeline), sort_keys=True)]
     lines += sorted(f"{path} {blob}" for path, blob in blobs.items() if read(path))
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
