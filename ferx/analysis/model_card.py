@@ -99,10 +99,8 @@ def front_matter(root: str | Path = ".") -> dict[str, Any]:
         "license": "mit",
         "library_name": "pytorch",
         "pipeline_tag": "image-classification",
-        "tags": [
-            "facial-expression-recognition",
-            "fer2013",
-            cost[MODELS[0]]["arch"],
+        "tags": ["facial-expression-recognition", cost[MODELS[0]]["arch"], "onnx", "dvc"]
+        + (["fer2013"] if summary["source"] == "real" else [f"{summary['source']}-data"]),
             "onnx",
             "dvc",
             summary["source"] + "-data",
