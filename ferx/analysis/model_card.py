@@ -101,10 +101,6 @@ def front_matter(root: str | Path = ".") -> dict[str, Any]:
         "pipeline_tag": "image-classification",
         "tags": ["facial-expression-recognition", cost[MODELS[0]]["arch"], "onnx", "dvc"]
         + (["fer2013"] if summary["source"] == "real" else [f"{summary['source']}-data"]),
-            "onnx",
-            "dvc",
-            summary["source"] + "-data",
-        ],
         "datasets": ["fer2013"] if summary["source"] == "real" else [],
         "metrics": ["accuracy", "f1"],
         "model-index": index,
