@@ -7,8 +7,9 @@ that repeats itself, and a short synthetic `dvc repro` on the GPU.
 1. img/s of the default network's training step (augmentation, forward, backward, Adam) at
    batch 32 and 256, in fp32, bf16 and fp16 autocast;
 2. two identical 2-epoch fits on tiny synthetic data under the deterministic settings
-   (ferx.training.loop.use_deterministic_cuda): identical history and weights, or it says not;
-3. the whole pipeline on the synthetic stand-in in a temporary clone (`dvc repro` with
+   (ferx.training.loop.deterministic_cuda): identical history and weights, or it says not;
+3. the whole pipeline on the synthetic stand-in in a temporary `git clone` of this repository
+   (so it runs the committed HEAD: commit first what you want checked; `dvc repro` with
    train.epochs 3, improve.epochs 1, runtime.device set), with its wall time and the device
    metrics/train.json records.
 """
@@ -16,6 +17,7 @@ that repeats itself, and a short synthetic `dvc repro` on the GPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -34,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from ferx.models import ModelConfig, build_model  # noqa: E402
 from ferx.params import AugmentParams, RuntimeParams, TrainParams  # noqa: E402
 from ferx.training.augment import augment_batch  # noqa: E402
-from ferx.training.loop import AUTOCAST_DTYPES, RunSpec, fit, use_deterministic_cuda  # noqa: E402
+from ferx.training.loop import AUTOCAST_DTYPES, RunSpec, deterministic_cuda, fit  # noqa: E402
 from ferx.training.optim import make_optimizer  # noqa: E402
 
 
@@ -122,8 +124,12 @@ def main() -> int:
         print("gpu_check: no CUDA device here (torch.cuda.is_available() is False)")
         return 2
     device = torch.device(args.device)
+    with deterministic_cuda() if device.type == "cuda" else contextlib.nullcontext():
+        return _check(device, args.seconds)
+
+
+def _check(device: torch.device, seconds: float) -> int:
     if device.type == "cuda":
-        use_deterministic_cuda()
         print(
             f"gpu_check: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, "
             f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
@@ -133,13 +139,13 @@ def main() -> int:
     precisions = ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])
     for batch in (32, 256):
         for precision in precisions:
-            rate = step_rate(device, precision, batch, args.seconds)
+            rate = step_rate(device, precision, batch, seconds)
             print(f"train step, batch {batch:>3}, {precision}: {rate:8.0f} img/s", flush=True)
-    same = repeats_itself(args.device)
+    same = repeats_itself(device.type)
     print(f"two identical 2-epoch fits: {'bit-identical' if same else 'DIFFERENT'}", flush=True)
-    seconds, record = short_repro(args.device)
+    took, record = short_repro(device.type)
     print(
-        f"synthetic dvc repro (train 3 epochs, improve 1): {seconds:.0f} s on "
+        f"synthetic dvc repro (train 3 epochs, improve 1): {took:.0f} s on "
         f"{record['device']} ({record['precision']}, {record['memory_format']})"
     )
     return 0 if same else 1

@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from ferx.models import ModelConfig, build_model
-from ferx.params import RuntimeParams, TrainParams
-from ferx.training.loop import AUTOCAST_DTYPES, RunSpec, fit
+from ferx.models.checkpoint import load_state
+from ferx.params import Params, RuntimeParams, TrainParams
+from ferx.training import loop
+from ferx.training.loop import DeviceError, RunSpec, deterministic_cuda, fit
+from ferx.training.run import train_and_save
 from tests.conftest import tiny_splits
 
 CUDA = torch.cuda.is_available()
@@ -17,23 +20,96 @@ needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device here")
 SPLITS = tiny_splits(160, seed=0)
 
 
-def _fit(tmp_path, precision: str, device: str, name: str = "run"):
+def _fit(tmp_path, precision: str, device: str, name: str = "run", epochs=2, on_epoch_end=None):
     torch.manual_seed(0)
     model = build_model(ModelConfig(widths=(8, 16)))
-    params = TrainParams(epochs=2, batch_size=32, precision=precision)
-    spec = RunSpec("train", tmp_path / f"{name}.pt")
+    params = TrainParams(epochs=epochs, batch_size=32, precision=precision)
+    spec = RunSpec("train", tmp_path / f"{name}.pt", on_epoch_end=on_epoch_end)
     return fit(model, SPLITS, params, spec, RuntimeParams(device=device))
 
 
-def test_precision_names_its_autocast_dtype():
-    assert {"bf16": torch.bfloat16, "fp16": torch.float16} == AUTOCAST_DTYPES
-    assert "fp32" not in AUTOCAST_DTYPES  # fp32: no autocast at all
-
-
 def test_fp16_on_a_cpu_is_an_error_naming_the_key(tmp_path):
-    with pytest.raises(ValueError, match=r"train.precision: fp16 needs a CUDA device"):
+    with pytest.raises(DeviceError, match=r"train.precision: fp16 needs a CUDA device"):
         _fit(tmp_path, "fp16", "cpu")
     assert not (tmp_path / "run.pt").exists()  # refused before any work
+
+
+def test_the_train_stage_refuses_fp16_on_a_cpu_before_reading_any_data(tmp_path):
+    params = Params.model_validate(
+        {"train": {"precision": "fp16"}, "runtime": {"device": "cpu"}}
+        | {"prepare": {"out_dir": str(tmp_path / "not-prepared")}}
+    )
+    with pytest.raises(DeviceError, match="fp16 needs a CUDA device"):  # not FileNotFoundError
+        train_and_save(
+            params,
+            name="train",
+            model_path=tmp_path / "m.pt",
+            metrics_path=tmp_path / "m.json",
+            state_path=tmp_path / "state.pt",
+            live_dir=None,
+            plots_dir=tmp_path / "plots",
+        )
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_deterministic_settings_are_put_back_as_found():
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    torch.backends.cudnn.benchmark = True
+    try:
+        with deterministic_cuda():
+            assert torch.are_deterministic_algorithms_enabled()
+            assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert torch.are_deterministic_algorithms_enabled() == before[0]
+        assert torch.backends.cudnn.deterministic == before[1]
+        assert torch.backends.cudnn.benchmark  # as it was when the run began
+    finally:
+        torch.backends.cudnn.benchmark = before[2]
+
+
+def _tensors(tree, prefix=""):
+    if isinstance(tree, torch.Tensor):
+        return {prefix: tree}
+    if isinstance(tree, dict):
+        return {
+            k: v for key, sub in tree.items() for k, v in _tensors(sub, f"{prefix}/{key}").items()
+        }
+    if isinstance(tree, list | tuple):
+        return {
+            k: v for i, sub in enumerate(tree) for k, v in _tensors(sub, f"{prefix}/{i}").items()
+        }
+    return {}
+
+
+def test_fp16_with_its_gradient_scaler_resumes_bit_for_bit(tmp_path, monkeypatch):
+    """The scaler's path, run where CUDA is not: fp16 autocast and a GradScaler work on the CPU
+    too, so with the CUDA-only check lifted the loop's scaler code (scaling, skipped steps,
+    the scale carried in the checkpoint) is exercised here and a resumed run equals an
+    uninterrupted one."""
+    monkeypatch.setattr(loop, "check_precision", lambda precision, device: None)
+    full = _fit(tmp_path, "fp16", "cpu", "full", epochs=3)
+    ends = load_state(tmp_path / "full.pt")
+    assert ends["scaler"]["scale"] > 0 and "_growth_tracker" in ends["scaler"]
+
+    def interrupt(history):
+        if len(history) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path, "fp16", "cpu", "killed", epochs=3, on_epoch_end=interrupt)
+    saved = load_state(tmp_path / "killed.pt")
+    assert saved["epoch"] == 1 and "scaler" in saved
+    resumed = _fit(tmp_path, "fp16", "cpu", "killed", epochs=3)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history] == [
+        {k: v for k, v in r.items() if k != "seconds"} for r in full.history
+    ]
+    assert load_state(tmp_path / "killed.pt")["scaler"] == ends["scaler"]
+    for key, value in _tensors(ends["model"]).items():
+        assert torch.equal(value, _tensors(load_state(tmp_path / "killed.pt")["model"])[key]), key
 
 
 @needs_cuda
@@ -50,7 +126,5 @@ def test_a_cuda_run_repeats_itself_bit_for_bit(tmp_path, precision):
 
 @needs_cuda
 def test_a_resumed_fp16_run_keeps_its_gradient_scaler(tmp_path):
-    from ferx.models.checkpoint import load_state
-
     _fit(tmp_path, "fp16", "cuda", "scaled")
     assert "scale" in load_state(tmp_path / "scaled.pt")["scaler"]

@@ -298,9 +298,12 @@ def test_a_run_without_tta_has_a_page_and_a_card(tmp_path):
                         part[split].pop("tta_accuracy", None)
         path.write_text(json.dumps(data))
     page, _ = build_report(root)
-    assert "with TTA" not in page.split("<nav>")[0]
-    header = parse_front_matter(model_card(root))
+    headline = page.split("<nav>")[0]
+    assert "with TTA" not in headline and "</b>, improved <b>" in headline
+    card = model_card(root)
+    header = parse_front_matter(card)
     assert [len(entry["results"]) for entry in header["model-index"]] == [1, 1]
+    assert "test-time augmentation" not in card  # no paragraph about what was not done
 
 
 def test_ablation_tables_are_shown_when_there_are_some(tmp_path):
@@ -354,6 +357,7 @@ def test_the_model_card_front_matter_parses_and_equals_the_summary(tmp_path):
     ):
         assert section in card
     assert "| fear | 0.600 | 0.500 |" in card  # per class, from metrics/eval
+    assert "TTA (test-time augmentation) averages the predictions" in card
     assert "Trained on the" not in card
 
 

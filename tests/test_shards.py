@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ferx.experiments import shards
+from ferx.experiments import queue, shards
 from ferx.experiments.spec import SpecError, load_spec, make_runs, read_params_file
 from tests.conftest import PROJECT_ROOT, dvc, git
 from tests.test_ablate import TOY_PIPELINE, TOY_SPEC, TOY_STAGE
@@ -29,6 +29,32 @@ PIPELINE["stages"]["toy"]["outs"].append("models/toy.bin")
 def _runs(root: Path, seeds: tuple[int, ...] = ()):
     spec = load_spec(root / "spec.yaml", root / "params.yaml")
     return make_runs(spec, read_params_file(root / "params.yaml"), seeds)
+
+
+def test_push_names_each_experiment_by_its_full_ref(monkeypatch):
+    """Two commits can each hold an experiment of one name (a spec rerun after a commit):
+    `dvc exp push origin NAME` would then push HEAD's or refuse; the ref names one."""
+    calls = []
+    monkeypatch.setattr(shards.queue, "dvc", lambda *args, **kw: calls.append(args))
+    a, b = "a" * 40, "b1" + "c" * 38
+    found = [
+        queue.Experiment("recipe-0-s0", "1" * 40, a, "", {}, None),
+        queue.Experiment("recipe-0-s0", "2" * 40, b, "", {}, None),
+        queue.Experiment("recipe-0-s0", "2" * 40, b, "", {}, None),  # one run, two rows
+    ]
+    shards.push("origin", found)
+    assert calls == [
+        (
+            "exp",
+            "push",
+            "origin",
+            f"refs/exps/aa/{a[2:]}/recipe-0-s0",
+            f"refs/exps/b1/{b[2:]}/recipe-0-s0",
+        )
+    ]
+    calls.clear()
+    shards.push("origin", [])
+    assert calls == []  # nothing finished: no push at all
 
 
 def test_shards_split_the_runs_stably_and_evenly(tmp_path):
@@ -119,7 +145,10 @@ def test_three_machines_make_the_single_machine_table(tmp_path):
     )
     one, two, three = (_machine(origin, tmp_path / name) for name in ("one", "two", "three"))
 
-    # No remote, an unknown one, or no DVC remote: one line each, nothing queued.
+    # No remote, an unknown one, or no DVC remote, or a shard asked to collect: one line
+    # each, nothing queued.
+    code, _, err = _done(_ablate(one, "--shard", "1/2", "--remote", "origin", "--collect-only"))
+    assert code == 2 and "--shard 1/2 with --collect-only" in err
     code, _, err = _done(_ablate(one, "--shard", "1/2"))
     assert code == 2 and "--shard 1/2: needs --remote NAME" in err
     code, _, err = _done(_ablate(one, "--shard", "1/2", "--remote", "nowhere"))

@@ -156,6 +156,12 @@ def model_card(root: str | Path = ".") -> str:
             f"| {model} | {s['private']['accuracy']:.4f} | {s['private']['macro_f1']:.4f} | "
             f"{_four(s['private'].get('tta_accuracy'))} | {s['public']['accuracy']:.4f} |"
         )
+    tta_note = (
+        "TTA (test-time augmentation) averages the predictions of several views of each face "
+        "and costs that many forward passes. "
+        if any("tta_accuracy" in summary[m]["private"] for m in MODELS)
+        else ""
+    )
     efficiency = "\n".join(
         f"- {m}: {cost[m]['gflops']:.5f} GFLOPs per face (fvcore, one multiply-add = one flop), "
         f"{cost[m]['parameters']:,} parameters, {cost[m]['latency_ms_batch1']} ms per face "
@@ -208,8 +214,7 @@ reported below.
 
 {chr(10).join(results)}
 
-TTA (test-time augmentation) averages the predictions of several views of each face and costs
-that many forward passes. Baseline vs improved on PrivateTest: accuracy
+{tta_note}Baseline vs improved on PrivateTest: accuracy
 {b["private"]["accuracy"]:.4f} vs {i["private"]["accuracy"]:.4f}, disgust recall
 {b["private"]["disgust_recall"]:.4f} vs {i["private"]["disgust_recall"]:.4f}.
 

@@ -441,9 +441,9 @@ def build_report(root: str | Path = ".") -> tuple[str, list[str]]:
     b, i = summary["baseline"], summary["improved"]
     tta = b["private"].get("tta_accuracy")  # absent with evaluate.tta: none
     headline = (
-        f"<p>Baseline PrivateTest accuracy <b>{_pct(b['private']['accuracy'])}</b> "
-        + (f"({_pct(tta)} with TTA), " if tta is not None else "")
-        + "improved "
+        f"<p>Baseline PrivateTest accuracy <b>{_pct(b['private']['accuracy'])}</b>"
+        + (f" ({_pct(tta)} with TTA)" if tta is not None else "")
+        + ", improved "
         f"<b>{_pct(i['private']['accuracy'])}</b>; chosen on PublicTest "
         f"({_pct(b['public']['accuracy'])} and {_pct(i['public']['accuracy'])}). From "
         "<code>metrics/summary.json</code>.</p>"

@@ -159,6 +159,11 @@ def run(
         runs = make_runs(spec, read_params_file(params_path), seeds)
     except ParamsError as exc:
         raise SpecError(f"{spec.path}: {exc}") from None
+    if shard is not None and collect_only:
+        raise SpecError(
+            f"--shard {shard} with --collect-only: collecting takes every shard's runs; "
+            "drop --shard (`--collect-only --remote NAME` pulls them all first)"
+        )
     if shard is not None and remote is None:
         raise SpecError(
             f"--shard {shard}: needs --remote NAME, the git remote the finished experiments "
@@ -226,9 +231,10 @@ def run(
                     failed |= {r.name: reason for r in runs if _canonical(r.resolved) == key}
             matched = match(runs, queue.experiments())
         if remote is not None:  # again for all: what auto-push missed, and earlier runs
-            names = sorted({matched[r.name].name for r in mine if r.name in matched})
-            shards.push(remote, names)
-            print(f"ablate: pushed {len(names)} experiment(s) to {remote}")
+            done = [matched[r.name] for r in mine if r.name in matched]
+            shards.push(remote, done)
+            pushed = len({shards.exp_ref(e) for e in done})
+            print(f"ablate: pushed {pushed} experiment(s) to {remote}")
     if shard is not None:
         left = [r.name for r in mine if r.name not in matched]
         if left:

@@ -83,10 +83,18 @@ def auto_push_env(remote: str) -> None:
     os.environ["DVC_EXP_GIT_REMOTE"] = remote
 
 
-def push(remote: str, names: list[str]) -> None:
+def exp_ref(experiment: queue.Experiment) -> str:
+    """The experiment's full git ref. A name alone is ambiguous once the same name exists on
+    two baseline commits (DVC then picks the one on HEAD, or refuses): the ref is not."""
+    base = experiment.baseline
+    return f"refs/exps/{base[:2]}/{base[2:]}/{experiment.name}"
+
+
+def push(remote: str, experiments: list[queue.Experiment]) -> None:
     """Push finished experiments (git refs to `remote`, outputs to the default DVC remote)."""
-    if names:
-        queue.dvc("exp", "push", remote, *names)
+    refs = sorted({exp_ref(e) for e in experiments})
+    if refs:
+        queue.dvc("exp", "push", remote, *refs)
 
 
 def pull_all(remote: str) -> None:

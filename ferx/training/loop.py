@@ -12,7 +12,8 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ferx.data.splits import load_split
+from ferx.errors import UserError
 from ferx.labels import EVAL_SPLITS, SPLITS
 from ferx.metrics import summary_metrics
 from ferx.models.checkpoint import save_state
@@ -83,26 +85,44 @@ class FitResult:
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # train.precision -> dtype
 
 
-def use_deterministic_cuda() -> None:
+class DeviceError(UserError):
+    """The device or precision asked for cannot be had on this machine."""
+
+
+@contextmanager
+def deterministic_cuda() -> Iterator[None]:
     """Settings under which a CUDA run repeats itself bit for bit (PyTorch's reproducibility
     notes): deterministic algorithms (an op without one raises instead of varying), cuDNN
-    without autotuning, and cuBLAS's fixed workspace (read when cuBLAS starts: set first)."""
+    without autotuning, and cuBLAS's fixed workspace (read when cuBLAS starts: set first).
+    Process-wide switches, so they are put back as found when the run ends: a caller that
+    trains and then does something else (a notebook, the test suite) keeps its own settings."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    found = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(found[0], warn_only=found[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = found[2:]
 
 
 def check_precision(precision: str, device: torch.device) -> None:
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError(
+        raise DeviceError(
             "train.precision: fp16 needs a CUDA device (runtime.device); on a CPU use bf16"
         )
 
 
 def choose_device(wanted: str) -> torch.device:
     if wanted == "cuda" and not torch.cuda.is_available():
-        raise ValueError("runtime.device: cuda was asked for but no CUDA device is available")
+        raise DeviceError("runtime.device: cuda was asked for but no CUDA device is available")
     if wanted == "cpu" or (wanted == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda")
@@ -120,8 +140,11 @@ def fit(
     runtime = runtime or RuntimeParams()
     device = choose_device(runtime.device)
     check_precision(params.precision, device)
-    if device.type == "cuda":
-        use_deterministic_cuda()
+    with deterministic_cuda() if device.type == "cuda" else nullcontext():
+        return _fit_on(device, model, splits, params, spec, runtime)
+
+
+def _fit_on(device, model, splits, params, spec, runtime) -> FitResult:
     model.to(device, memory_format=memory_format(runtime.memory_format))
     freeze_all_but(model, spec.trainable)
     train = splits["train"]

@@ -15,7 +15,14 @@ from ferx.models import ModelConfig, build_model
 from ferx.models.checkpoint import save_model
 from ferx.params import ModelParams, Params, RuntimeParams, TrainParams
 from ferx.plots import plot_curves
-from ferx.training.loop import RunSpec, Split, choose_device, fit, load_splits
+from ferx.training.loop import (
+    RunSpec,
+    Split,
+    check_precision,
+    choose_device,
+    fit,
+    load_splits,
+)
 from ferx.training.progress import history_table
 
 # Environment variables that move the bits: the instruction set oneDNN / ATen / MKL may use,
@@ -76,6 +83,8 @@ def train_and_save(
 ) -> dict[str, Any]:
     """Fit, keep the best-on-PublicTest weights, write model, metrics JSON and PNG curves."""
     train_params = train_params or params.train
+    # a device or precision this machine lacks is one line before any data is read
+    check_precision(train_params.precision, choose_device(params.runtime.device))
     if params.runtime.threads:
         torch.set_num_threads(params.runtime.threads)
     torch.manual_seed(train_params.seed)
