@@ -14,7 +14,7 @@ and loss in bf16 where PyTorch's autocast allows, weights and optimizer in fp32)
 to try on CPUs with AVX-512 BF16 or AMX. `--widths` times mini-Xceptions of other module
 widths (`train.model.widths`).
 
-    python bench/bench_train.py --breakdown [--steps 300] [--precision fp32 bf16]
+    python bench/bench_train.py --breakdown [--steps 300] [--precision fp32 bf16] [--profile 60]
 
 Where one train-stage epoch of params.yaml's train section goes: the loop's step phase by phase
 (batch gather + augmentation, forward, loss, backward, optimizer step with the scheduler and
@@ -22,6 +22,7 @@ EMA, the per-step bookkeeping) timed over `--steps` steps and scaled to an epoch
 28,709 faces, then the two per-epoch evaluations (PublicTest, PrivateTest: 3,589 faces each at
 runtime.eval_batch_size and runtime.memory_format), the DVCLive log and the resume checkpoint.
 Also the achieved training GFLOP/s against the peak this script assumes (printed with how).
+`--profile N` adds torch.profiler's operators by self CPU time over N training steps.
 
     python bench/bench_train.py --default-vs-fp32 [--rounds 5] [--seconds 8]
 
@@ -236,6 +237,53 @@ def breakdown(train: TrainParams, runtime: RuntimeParams, steps: int) -> dict[st
     return per_epoch
 
 
+def profile_ops(train: TrainParams, runtime: RuntimeParams, steps: int) -> str:
+    """torch.profiler over `steps` training steps (after warm-up): the operators by self CPU
+    time, and the share of the families that matter (BatchNorm, GEMM, convolution, Adam)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    fmt = memory_format(runtime.memory_format)
+    model = build_model(_model_config(train)).to(memory_format=fmt)
+    optimizer = make_optimizer(model, train)
+    images = torch.randint(0, 256, (4096, 1, 48, 48), dtype=torch.uint8)
+    labels = torch.randint(0, 7, (4096,))
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+
+    def step(i: int) -> None:
+        index = torch.arange(i, i + train.batch_size) % len(images)
+        x = augment_batch(images[index].float(), train.augment, generator)
+        with torch.autocast("cpu", torch.bfloat16, enabled=train.precision == "bf16"):
+            logits = model(x.contiguous(memory_format=fmt))
+        loss = F.cross_entropy(logits.float(), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for i in range(5):
+        step(i * train.batch_size)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(steps):
+            step(i * train.batch_size)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    families = {
+        "BatchNorm (forward + backward)": ("batch_norm",),
+        "GEMM (aten::mm, addmm: the 1x1 convolutions)": ("aten::mm", "aten::addmm"),
+        "convolution (3x3, depthwise)": ("convolution",),
+        "Adam": ("adam",),
+    }
+    lines = [f"by operator family, self CPU time of {steps} steps:"]
+    for family, needles in families.items():
+        share = sum(
+            e.self_cpu_time_total for e in events if any(n in e.key.lower() for n in needles)
+        )
+        lines.append(f"  {family:<46} {100 * share / total:5.1f}%")
+    table = events.table(sort_by="self_cpu_time_total", row_limit=15)
+    return "\n".join(lines) + "\n" + table
+
+
 def _model_config(train: TrainParams) -> ModelConfig:
     m = train.model
     widths = tuple(m.widths)
@@ -282,6 +330,8 @@ def print_breakdown(args) -> None:
         )
         for phase, seconds in phases.items():
             print(f"  {phase:<42} {seconds:7.2f} s  {100 * seconds / total:5.1f}%")
+        if args.profile:
+            print(profile_ops(train, params.runtime, args.profile))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of this benchmark: {rss:.0f} MiB")
 
@@ -316,6 +366,9 @@ def main() -> None:
     )
     parser.add_argument("--params", default=os.environ.get("FERX_PARAMS", "params.yaml"))
     parser.add_argument("--steps", type=int, default=300, help="--breakdown: steps timed")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="STEPS", help="--breakdown: torch.profiler too"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="--default-vs-fp32: rounds")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--repeats", type=int, default=3)
@@ -329,7 +382,12 @@ def main() -> None:
         default=["channels_last", "contiguous"],
     )
     parser.add_argument("--inference-batch", type=int, nargs="+", default=[64, 128, 512])
-    parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=["fp32", "bf16"],
+        help="precisions to time (default: fp32; with --breakdown, fp32 and bf16)",
+    )
     parser.add_argument(
         "--widths",
         nargs="+",
@@ -341,8 +399,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.breakdown:
-        args.precision = args.precision if args.precision != ["fp32"] else ["fp32", "bf16"]
+        args.precision = args.precision or ["fp32", "bf16"]
         return print_breakdown(args)
+    args.precision = args.precision or ["fp32"]
     if args.default_vs_fp32:
         return print_default_vs_fp32(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")

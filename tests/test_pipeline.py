@@ -307,6 +307,7 @@ def test_a_team_shares_models_and_experiments_through_git_and_dvc_remotes(tmp_pa
     git(a, "commit", "-q", "-m", "results")
     dvc(a, "push")  # data, probes, models, explain grids to the DVC remote
     released = (a / "models/improved.pt").read_bytes()  # the results commit's model
+    released_onnx = (a / "models/improved.onnx").read_bytes()
     git(a, "remote", "add", "origin", str(origin))
     git(a, "push", "-q", "origin", "HEAD:main")
 
@@ -342,6 +343,7 @@ def test_a_team_shares_models_and_experiments_through_git_and_dvc_remotes(tmp_pa
     dvc(user, "artifacts", "get", str(origin), "improved", "--stage", "prod", "-o", "prod.pt")
     dvc(user, "artifacts", "get", str(origin), "improved-onnx", "--rev", "v0.0.1", "-o", "m.onnx")
     assert (user / "prod.pt").read_bytes() == released  # not the experiment's, made later
+    assert (user / "m.onnx").read_bytes() == released_onnx
     face = user / "happy.png"
     Image.fromarray(make_synthetic_fer(70, seed=2).pixels[0]).save(face)
     for model in ("prod.pt", "m.onnx"):
