@@ -82,9 +82,9 @@ def test_same_params_and_seed_give_identical_metrics_and_weights(tmp_path):
         assert torch.equal(value, model_b.state_dict()[key]), key
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, ema):
-    params = quick(epochs=4, ema=ema)
+@pytest.mark.parametrize(("ema", "precision"), [(0.0, "fp32"), (0.9, "fp32"), (0.0, "bf16")])
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, ema, precision):
+    params = quick(epochs=4, ema=ema, precision=precision)
     model_full, full = run(tmp_path, params, "full")
 
     def interrupt(history):
@@ -240,6 +240,7 @@ def _with_private_labels(splits: dict[str, Split], labels: torch.Tensor) -> dict
 PRIVATE_TEST_CASES = {
     "train": {},
     "train-ema": {"ema": 0.9},
+    "train-bf16": {"precision": "bf16"},
     # four epochs: a score that is not a gain has more chances to act
     "train-plateau": {"schedule": "plateau", "plateau_patience": 0, "epochs": 4},
     "train-early-stopping": {"patience": 1, "epochs": 4},
@@ -538,8 +539,11 @@ def test_incompatible_model_files_are_refused(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
-def test_ragged_batches_do_not_crash_the_training_loop(tmp_path, layout):
+@pytest.mark.parametrize(
+    ("layout", "precision"),
+    [("channels_last", "fp32"), ("contiguous", "fp32"), ("channels_last", "bf16")],
+)
+def test_ragged_batches_do_not_crash_the_training_loop(tmp_path, layout, precision):
     # channels_last training crashed here (heap corruption) for batch sizes not divisible by 8.
     # Run the real loop in a child process with ragged train and eval batches: a crash in any
     # kernel fails this test instead of killing pytest.
@@ -551,7 +555,7 @@ def test_ragged_batches_do_not_crash_the_training_loop(tmp_path, layout):
         from ferx.training.loop import RunSpec, fit
         from tests.conftest import tiny_splits
         splits = tiny_splits(100, seed=1)
-        params = TrainParams(epochs=1, batch_size=13)
+        params = TrainParams(epochs=1, batch_size=13, precision={precision!r})
         runtime = RuntimeParams(eval_batch_size=7, device="cpu", memory_format={layout!r})
         spec = RunSpec("ragged", Path({str(tmp_path / "s.pt")!r}))
         fit(MiniXception(), splits, params, spec, runtime)
