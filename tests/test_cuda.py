@@ -4,6 +4,8 @@ of the check on a GPU machine)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -52,22 +54,34 @@ def test_the_train_stage_refuses_fp16_on_a_cpu_before_reading_any_data(tmp_path)
     assert not any(tmp_path.iterdir())
 
 
-def test_the_deterministic_settings_are_put_back_as_found():
+def test_the_deterministic_settings_are_put_back_as_found(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     before = (
         torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
         torch.backends.cudnn.deterministic,
         torch.backends.cudnn.benchmark,
     )
     torch.backends.cudnn.benchmark = True
+    torch.use_deterministic_algorithms(True, warn_only=True)  # a caller's own choice
     try:
         with deterministic_cuda():
             assert torch.are_deterministic_algorithms_enabled()
+            assert not torch.is_deterministic_algorithms_warn_only_enabled()  # raises, not warns
             assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
-        assert torch.are_deterministic_algorithms_enabled() == before[0]
-        assert torch.backends.cudnn.deterministic == before[1]
+            assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.deterministic == before[2]
         assert torch.backends.cudnn.benchmark  # as it was when the run began
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+        monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's own: kept
+        with deterministic_cuda():
+            assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
     finally:
-        torch.backends.cudnn.benchmark = before[2]
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark = before[3]
 
 
 def _tensors(tree, prefix=""):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,8 +35,13 @@ def _runs(root: Path, seeds: tuple[int, ...] = ()):
 def test_push_names_each_experiment_by_its_full_ref(monkeypatch):
     """Two commits can each hold an experiment of one name (a spec rerun after a commit):
     `dvc exp push origin NAME` would then push HEAD's or refuse; the ref names one."""
-    calls = []
-    monkeypatch.setattr(shards.queue, "dvc", lambda *args, **kw: calls.append(args))
+    calls, said = [], {"stderr": ""}
+
+    def fake_dvc(*args, **kw):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, "", said["stderr"])
+
+    monkeypatch.setattr(shards.queue, "dvc", fake_dvc)
     a, b = "a" * 40, "b1" + "c" * 38
     found = [
         queue.Experiment("recipe-0-s0", "1" * 40, a, "", {}, None),
@@ -55,6 +61,10 @@ def test_push_names_each_experiment_by_its_full_ref(monkeypatch):
     calls.clear()
     shards.push("origin", [])
     assert calls == []  # nothing finished: no push at all
+    # DVC exits 0 and only warns when the remote has another commit under the ref
+    said["stderr"] = "Local experiment 'recipe-0-s0' has diverged from remote experiment"
+    with pytest.raises(shards.PushError, match="already holds another run"):
+        shards.push("origin", found[:1])
 
 
 def test_shards_split_the_runs_stably_and_evenly(tmp_path):
@@ -164,10 +174,13 @@ def test_three_machines_make_the_single_machine_table(tmp_path):
         _ablate(one, "--shard", "1/2", "--remote", "origin"),
         _ablate(two, "--shard", "2/2", "--remote", "origin"),
     )
+    prints = []
     for process, shard in ((first, "1/2"), (second, "2/2")):
         code, out, err = _done(process)
         assert code == 0, out + err
         assert f"shard {shard}: 3 of 6 runs" in out and "pushed" in out
+        prints.append(re.search(r"ablate: runs ([0-9a-f]{12})", out).group(1))
+    assert prints[0] == prints[1] == shards.fingerprint(_runs(one))  # the machines agree
     assert any(storage.rglob("*")), "the outputs reached the DVC remote"
     code, out, err = _done(_ablate(three, "--collect-only", "--remote", "origin"))
     assert code == 0, out + err
@@ -190,6 +203,11 @@ def test_three_machines_make_the_single_machine_table(tmp_path):
     # on any machine runs only those, and the table is whole.
     code, out, err = _done(_ablate(one, "--seeds", "7", "--shard", "1/2", "--remote", "origin"))
     assert code == 0, out + err
+    done = len([n for n, k in shards.assignment(_runs(one, (7,)), 2).items() if k == 1])
+    # the same shard again on another machine: what `one` finished is on the remote, so
+    # nothing runs twice
+    code, out, err = _done(_ablate(two, "--seeds", "7", "--shard", "1/2", "--remote", "origin"))
+    assert code == 0 and f"{done} already done, 0 queued" in out, out + err
     code, out, err = _done(_ablate(three, "--seeds", "7", "--collect-only", "--remote", "origin"))
     owner = shards.assignment(_runs(three, (7,)), 2)
     missing = sorted(name for name, shard in owner.items() if shard == 2)

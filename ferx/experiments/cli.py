@@ -171,12 +171,19 @@ def run(
         )
     if remote is not None:
         shards.check_remote(remote)  # before anything is queued or pulled
-    if collect_only and remote is not None:
-        print(f"ablate: pulling every experiment from {remote} (dvc exp pull --all-commits)")
-        shards.pull_all(remote)
+        # what every machine has finished so far: a shard rerun anywhere runs only the rest
+        print(f"ablate: fetching the experiments on {remote} (dvc exp pull --no-cache)")
+        shards.fetch_refs(remote)
+    if shard is not None:
+        print(
+            f"ablate: runs {shards.fingerprint(runs)} (every machine of this study must print "
+            "the same: same commit, spec and --seeds)"
+        )
     mine = runs if shard is None else shards.shard_runs(runs, shard)
     n_rows, n_seeds = len({r.row.index for r in runs}), len({r.seed for r in runs})
     matched = match(runs, queue.experiments())
+    if collect_only and remote is not None:  # the spec's outputs too, not every experiment's
+        shards.pull_outputs(remote, list(matched.values()))
     failed: dict[str, str] = {}
     if not collect_only:
         missing = [r for r in mine if r.name not in matched]

@@ -90,13 +90,41 @@ def exp_ref(experiment: queue.Experiment) -> str:
     return f"refs/exps/{base[:2]}/{base[2:]}/{experiment.name}"
 
 
+def fingerprint(runs: list[Run]) -> str:
+    """A short digest of the whole set of runs. The assignment deals that set out, so machines
+    agree only if they have the same spec, --seeds and params: each prints this to compare."""
+    keys = sorted({_identity(r) for r in runs})
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
+
+
+class PushError(SpecError):
+    """The remote holds another experiment under the same ref (the same run done twice)."""
+
+
 def push(remote: str, experiments: list[queue.Experiment]) -> None:
-    """Push finished experiments (git refs to `remote`, outputs to the default DVC remote)."""
+    """Push finished experiments (git refs to `remote`, outputs to the default DVC remote).
+    DVC only warns, and exits 0, when the remote's ref of that name is another commit (the
+    same run finished on two machines): that is an error here, so nothing says "pushed"."""
+    refs = sorted({exp_ref(e) for e in experiments})
+    if not refs:
+        return
+    result = queue.dvc("exp", "push", remote, *refs)
+    if "diverged" in result.stderr + result.stdout:
+        raise PushError(
+            f"dvc exp push {remote}: {remote} already holds another run of the same experiment "
+            "(finished on another machine too); nothing was overwritten. `dvc exp pull "
+            f"{remote}` then `dvc exp show` to compare, or `dvc exp push --force` to replace it"
+        )
+
+
+def fetch_refs(remote: str) -> None:
+    """The experiments' git refs from `remote`, no outputs: what another machine finished,
+    so that a shard rerun anywhere skips it. A local ref that differs is kept (DVC warns)."""
+    queue.dvc("exp", "pull", "--all-commits", "--no-cache", remote)
+
+
+def pull_outputs(remote: str, experiments: list[queue.Experiment]) -> None:
+    """The cached outputs (models, plots) of these experiments from the default DVC remote."""
     refs = sorted({exp_ref(e) for e in experiments})
     if refs:
-        queue.dvc("exp", "push", remote, *refs)
-
-
-def pull_all(remote: str) -> None:
-    """Every experiment `remote` holds, of every commit, with their cached outputs."""
-    queue.dvc("exp", "pull", "--all-commits", remote)
+        queue.dvc("exp", "pull", remote, *refs)

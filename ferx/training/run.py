@@ -16,6 +16,7 @@ from ferx.models.checkpoint import save_model
 from ferx.params import ModelParams, Params, RuntimeParams, TrainParams
 from ferx.plots import plot_curves
 from ferx.training.loop import (
+    CUBLAS_WORKSPACE,
     RunSpec,
     Split,
     check_precision,
@@ -41,6 +42,9 @@ def bits_record(runtime: RuntimeParams, precision: str) -> dict[str, Any]:
     promise bitwise-equal results only for one instruction set, thread count and build, so
     two runs are comparable bit for bit only when all of this matches."""
     device = choose_device(runtime.device)
+    environment = {name: os.environ[name] for name in BITS_ENVIRONMENT if name in os.environ}
+    if device.type == "cuda":  # what the run had: fit sets it while it trains
+        environment.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     return {
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -49,7 +53,7 @@ def bits_record(runtime: RuntimeParams, precision: str) -> dict[str, Any]:
         "precision": precision,
         "memory_format": runtime.memory_format,
         "eval_batch_size": runtime.eval_batch_size,
-        "environment": {name: os.environ[name] for name in BITS_ENVIRONMENT if name in os.environ},
+        "environment": environment,
     }
 
 
