@@ -5,7 +5,9 @@ that repeats itself, and a short synthetic `dvc repro` on the GPU.
     python bench/gpu_check.py --device cpu    # the same steps on the CPU (a dry run)
 
 1. img/s of the default network's training step (augmentation, forward, backward, Adam) at
-   batch 32 and 256, in fp32, bf16 and fp16 autocast;
+   batch 32 and 256, in fp32, bf16 and fp16 autocast: what a ferx run gets, not the GPU's
+   peak (augmentation stays on the CPU, as in the loop, and the deterministic settings are
+   on, cuDNN autotuning off), so at small batches the CPU may be what it measures;
 2. two identical 2-epoch fits on tiny synthetic data under the deterministic settings
    (ferx.training.loop.deterministic_cuda): identical history and weights, or it says not;
 3. the whole pipeline on the synthetic stand-in in a temporary `git clone` of this repository
@@ -107,9 +109,20 @@ def short_repro(device: str) -> tuple[float, dict]:
         params["train"]["epochs"] = 3
         params["improve"]["epochs"] = 1
         params["runtime"]["device"] = device
+        params["prepare"]["source"] = "synthetic"  # the clone has no FER2013 (git only)
         (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=clone, env=env, check=True)
+        repro = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro"],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if repro.returncode != 0:
+            raise SystemExit(
+                f"gpu_check: dvc repro failed:\n{(repro.stdout + repro.stderr)[-3000:]}"
+            )
         seconds = time.perf_counter() - start
         record = json.loads((clone / "metrics/train.json").read_text())["reproducibility"]
     return seconds, record
