@@ -270,7 +270,7 @@ def profile_ops(train: TrainParams, runtime: RuntimeParams, steps: int) -> str:
     total = sum(e.self_cpu_time_total for e in events)
     families = {
         "BatchNorm (forward + backward)": ("batch_norm",),
-        "GEMM (aten::mm, addmm: the 1x1 convolutions)": ("aten::mm", "aten::addmm"),
+        "GEMM (aten::mm, addmm: 1x1 convolutions, head)": ("aten::mm", "aten::addmm"),
         "convolution (3x3, depthwise)": ("convolution",),
         "Adam": ("adam",),
     }

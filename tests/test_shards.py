@@ -178,7 +178,8 @@ def test_three_machines_make_the_single_machine_table(tmp_path):
     for process, shard in ((first, "1/2"), (second, "2/2")):
         code, out, err = _done(process)
         assert code == 0, out + err
-        assert f"shard {shard}: 3 of 6 runs" in out and "pushed" in out
+        assert f"shard {shard}: 3 of 6 runs" in out and "0 already done, 3 queued" in out
+        assert "pushed 3 experiment(s)" in out  # its own share, no more
         prints.append(re.search(r"ablate: runs ([0-9a-f]{12})", out).group(1))
     assert prints[0] == prints[1] == shards.fingerprint(_runs(one))  # the machines agree
     assert any(storage.rglob("*")), "the outputs reached the DVC remote"
