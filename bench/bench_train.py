@@ -40,6 +40,7 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -56,6 +57,34 @@ TRAINING_FACES = 28_709  # FER2013's Training split
 TEST_FACES = 3_589  # PublicTest, and PrivateTest
 
 
+def training_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: int,
+    fmt: torch.memory_format,
+    precision: str,
+    augment: AugmentParams,
+) -> Callable[[int], None]:
+    """One step of the loop's work on random faces: gather, augment, forward (under bf16
+    autocast if asked), loss, backward, Adam. `step(i)` takes the batch starting at face i."""
+    images = torch.randint(0, 256, (8192, 1, 48, 48), dtype=torch.uint8)
+    labels = torch.randint(0, 7, (8192,))
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+
+    def step(i: int) -> None:
+        index = torch.arange(i, i + batch) % len(images)
+        x = augment_batch(images[index].float(), augment, generator)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(x.contiguous(memory_format=fmt))
+        loss = F.cross_entropy(logits.float(), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def train_rate(
     layout: str,
     batch: int,
@@ -68,20 +97,7 @@ def train_rate(
     fmt = memory_format(layout)
     model = build_model(_config(arch, widths)).to(memory_format=fmt)
     optimizer = make_optimizer(model, TrainParams())
-    images = torch.randint(0, 256, (8192, 1, 48, 48), dtype=torch.uint8)
-    labels = torch.randint(0, 7, (8192,))
-    generator = torch.Generator().manual_seed(0)
-
-    def step(i: int) -> None:
-        index = torch.arange(i, i + batch) % len(images)
-        x = augment_batch(images[index].float(), AugmentParams(), generator)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(x.contiguous(memory_format=fmt))
-        loss = F.cross_entropy(logits.float(), labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = training_step(model, optimizer, batch, fmt, precision, AugmentParams())
     for i in range(3):
         step(i * batch)
     done, start = 0, time.perf_counter()
@@ -246,21 +262,7 @@ def profile_ops(train: TrainParams, runtime: RuntimeParams, steps: int) -> str:
     fmt = memory_format(runtime.memory_format)
     model = build_model(_model_config(train)).to(memory_format=fmt)
     optimizer = make_optimizer(model, train)
-    images = torch.randint(0, 256, (4096, 1, 48, 48), dtype=torch.uint8)
-    labels = torch.randint(0, 7, (4096,))
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-
-    def step(i: int) -> None:
-        index = torch.arange(i, i + train.batch_size) % len(images)
-        x = augment_batch(images[index].float(), train.augment, generator)
-        with torch.autocast("cpu", torch.bfloat16, enabled=train.precision == "bf16"):
-            logits = model(x.contiguous(memory_format=fmt))
-        loss = F.cross_entropy(logits.float(), labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = training_step(model, optimizer, train.batch_size, fmt, train.precision, train.augment)
     for i in range(5):
         step(i * train.batch_size)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
