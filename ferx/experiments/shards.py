@@ -8,7 +8,9 @@ ordered by their sha256 and dealt round-robin, shard k of N taking every N-th fr
 Transport and storage are DVC's: `dvc exp push GIT_REMOTE` sends an experiment's git ref to
 the git remote and its cached outputs to the repository's default DVC remote; workers also get
 DVC's auto-push (`DVC_EXP_AUTO_PUSH`, `DVC_EXP_GIT_REMOTE`, DVC >= 3.48), so an experiment
-is pushed as it finishes and a machine that dies loses only what it was running.
+is pushed as it finishes and a machine that dies loses only what it was running. Every shard
+first fetches the refs already on the remote, so a shard rerun on another machine runs only
+what no machine has finished.
 """
 
 from __future__ import annotations
