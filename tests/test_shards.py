@@ -79,6 +79,11 @@ def test_shards_split_the_runs_stably_and_evenly(tmp_path):
         assert max(sizes) - min(sizes) <= 1
     # the same on any machine: from the runs' params, not their order or the process
     assert shards.assignment(list(reversed(runs)), 3) == shards.assignment(runs, 3)
+    # the fingerprint every machine prints: the same for the same runs in any order, another
+    # for another set (another --seeds deals the runs out differently)
+    assert shards.fingerprint(list(reversed(runs))) == shards.fingerprint(runs)
+    assert shards.fingerprint(runs[:-1]) != shards.fingerprint(runs)
+    assert shards.fingerprint(_runs(tmp_path, (5, 6))) != shards.fingerprint(runs)
     code = (
         "import sys; from pathlib import Path; from tests.test_shards import _runs;"
         "from ferx.experiments.shards import assignment;"
