@@ -48,7 +48,7 @@ def test_push_names_each_experiment_by_its_full_ref(monkeypatch):
         queue.Experiment("recipe-0-s0", "2" * 40, b, "", {}, None),
         queue.Experiment("recipe-0-s0", "2" * 40, b, "", {}, None),  # one run, two rows
     ]
-    shards.push("origin", found)
+    assert shards.push("origin", found) == 2
     assert calls == [
         (
             "exp",
@@ -59,7 +59,7 @@ def test_push_names_each_experiment_by_its_full_ref(monkeypatch):
         )
     ]
     calls.clear()
-    shards.push("origin", [])
+    assert shards.push("origin", []) == 0
     assert calls == []  # nothing finished: no push at all
     # DVC exits 0 and only warns when the remote has another commit under the ref
     said["stderr"] = "Local experiment 'recipe-0-s0' has diverged from remote experiment"

@@ -238,9 +238,7 @@ def run(
                     failed |= {r.name: reason for r in runs if _canonical(r.resolved) == key}
             matched = match(runs, queue.experiments())
         if remote is not None:  # again for all: what auto-push missed, and earlier runs
-            done = [matched[r.name] for r in mine if r.name in matched]
-            shards.push(remote, done)
-            pushed = len({shards.exp_ref(e) for e in done})
+            pushed = shards.push(remote, [matched[r.name] for r in mine if r.name in matched])
             print(f"ablate: pushed {pushed} experiment(s) to {remote}")
     if shard is not None:
         left = [r.name for r in mine if r.name not in matched]

@@ -103,13 +103,14 @@ class PushError(SpecError):
     """The remote holds another experiment under the same ref (the same run done twice)."""
 
 
-def push(remote: str, experiments: list[queue.Experiment]) -> None:
-    """Push finished experiments (git refs to `remote`, outputs to the default DVC remote).
-    DVC only warns, and exits 0, when the remote's ref of that name is another commit (the
-    same run finished on two machines): that is an error here, so nothing says "pushed"."""
+def push(remote: str, experiments: list[queue.Experiment]) -> int:
+    """Push finished experiments (git refs to `remote`, outputs to the default DVC remote);
+    returns how many distinct experiments went. DVC only warns, and exits 0, when the
+    remote's ref of that name is another commit (the same run finished on two machines): that
+    is an error here, so nothing says "pushed"."""
     refs = sorted({exp_ref(e) for e in experiments})
     if not refs:
-        return
+        return 0
     result = queue.dvc("exp", "push", remote, *refs)
     if "diverged" in result.stderr + result.stdout:
         raise PushError(
@@ -117,6 +118,7 @@ def push(remote: str, experiments: list[queue.Experiment]) -> None:
             "(finished on another machine too); nothing was overwritten. `dvc exp pull "
             f"{remote}` then `dvc exp show` to compare, or `dvc exp push --force` to replace it"
         )
+    return len(refs)
 
 
 def fetch_refs(remote: str) -> None:
