@@ -48,16 +48,40 @@ def test_width_param_scales_the_model():
     assert count_parameters(small) < count_parameters(MiniXception())
 
 
-def test_pointwise_matmul_equals_a_1x1_convolution():
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_pointwise_matmul_equals_a_1x1_convolution(fmt):
     for stride in (1, 2):
         layer = Pointwise(6, 10, stride=stride)
-        x = torch.randn(3, 6, 11, 11, requires_grad=True)
+        x = torch.randn(3, 6, 11, 11).contiguous(memory_format=fmt).requires_grad_()
         expected = F.conv2d(x, layer.weight, stride=stride)
         torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
         grad = torch.randn_like(expected)
         (gx,) = torch.autograd.grad(layer(x), x, grad)
         (gx_ref,) = torch.autograd.grad(expected, x, grad)
         torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_gradients_stay_channels_last_through_the_strided_shortcut():
+    # a residual module's output gradient is the shortcut's plus the main path's: if the
+    # stride-2 shortcut hands back an NCHW gradient, the sum is NCHW and every max-pool and
+    # BatchNorm backward behind it copies to channels_last and runs its slow path
+    model = MiniXception(ModelConfig(widths=(8, 16, 16), stem_width=4))
+    model = model.to(memory_format=torch.channels_last)
+    seen = []
+
+    def keep_output_gradient(module, inputs, output):
+        output.register_hook(seen.append)
+
+    for module in model.residual_modules:
+        module.register_forward_hook(keep_output_gradient)
+    x = torch.rand(2, 1, 48, 48).contiguous(memory_format=torch.channels_last)
+    model(x).sum().backward()
+    assert len(seen) == 3
+    assert all(g.is_contiguous(memory_format=torch.channels_last) for g in seen)
+    layer = Pointwise(6, 10, stride=2)
+    x = torch.randn(3, 6, 11, 11).contiguous(memory_format=torch.channels_last).requires_grad_()
+    layer(x).sum().backward()
+    assert x.grad.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_per_image_normalisation_ignores_brightness_and_contrast():

@@ -42,13 +42,18 @@ class Pointwise(nn.Conv2d):
         super().__init__(c_in, c_out, 1, stride=stride, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        weight = self.weight.view(self.out_channels, self.in_channels)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # NHWC in memory: one (N*H*W, C) x (C, O) GEMM, output stays channels_last. The
+            # stride is taken on the NHWC view, so that its backward (zeros, then the gradient
+            # scattered in) is channels_last too: sliced in NCHW terms it came back NCHW, and
+            # every residual module's output gradient (shortcut + main) with it, which made
+            # max-pool and BatchNorm backward copy to channels_last and take their slow NCHW
+            # paths: 1.18x (fp32) and 1.33x (bf16) training images/s (BENCHMARKS.md).
+            nhwc = x.permute(0, 2, 3, 1)[:, :: self.stride[0], :: self.stride[1], :]
+            return torch.matmul(nhwc, weight.t()).permute(0, 3, 1, 2)
         if self.stride[0] > 1:
             x = x[:, :, :: self.stride[0], :: self.stride[1]]
-        weight = self.weight.view(self.out_channels, self.in_channels)
-        if nhwc:
-            # NHWC in memory: one (N*H*W, C) x (C, O) GEMM, output stays channels_last.
-            return torch.matmul(x.permute(0, 2, 3, 1), weight.t()).permute(0, 3, 1, 2)
         n, c, h, w = x.shape
         return torch.matmul(weight, x.reshape(n, c, h * w)).view(n, self.out_channels, h, w)
 
