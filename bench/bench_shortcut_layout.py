@@ -15,21 +15,12 @@ import argparse
 import statistics
 
 import torch
-from bench_train import train_rate
+from bench_train import nchw_sliced_forward, train_rate
 
 from ferx.models import layers
 from ferx.params import load_params
 
 TODAY = layers.Pointwise.forward
-
-
-def nchw_sliced_forward(self: layers.Pointwise, x: torch.Tensor) -> torch.Tensor:
-    """Pointwise.forward as it was: the stride taken on the NCHW view (channels_last only)."""
-    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    if self.stride[0] > 1:
-        x = x[:, :, :: self.stride[0], :: self.stride[1]]
-    weight = self.weight.view(self.out_channels, self.in_channels)
-    return torch.matmul(x.permute(0, 2, 3, 1), weight.t()).permute(0, 3, 1, 2)
 
 
 def main() -> None:

@@ -26,9 +26,11 @@ Also the achieved training GFLOP/s against the peak this script assumes (printed
 
     python bench/bench_train.py --default-vs-fp32 [--rounds 5] [--seconds 8]
 
-Times the training step of params.yaml's train + runtime sections and of the fp32 eager
-channels_last batch-32 step, alternately in one run (the machine's speed drifts between
-runs), and prints as its last line `default vs fp32 eager: N.NNx` (ratio of the medians).
+Times the training step of params.yaml's train + runtime sections and the fp32 eager
+channels_last batch-32 step as it was when the speed issue was filed (the 1x1 layer taking its
+stride on the NCHW view), alternately in one run (the machine's speed drifts between runs), and
+prints as its last line `default vs fp32 eager: N.NNx` (ratio of the medians). The fp32 step
+on today's layer is timed too, and the line before says what precision alone gives.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from ferx.labels import ARCHITECTURES
-from ferx.models import ModelConfig, build_model
+from ferx.models import ModelConfig, Pointwise, build_model
 from ferx.models.inference import memory_format, predict_logits
 from ferx.params import AugmentParams, RuntimeParams, TrainParams, load_params
 from ferx.training.augment import augment_batch
@@ -338,26 +340,50 @@ def print_breakdown(args) -> None:
     print(f"\npeak RSS of this benchmark: {rss:.0f} MiB")
 
 
+def nchw_sliced_forward(self: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Pointwise.forward as it was until 2026-12-03 (channels_last input only): the stride
+    taken on the NCHW view, which hands back the shortcut's input gradient in NCHW."""
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    if self.stride[0] > 1:
+        x = x[:, :, :: self.stride[0], :: self.stride[1]]
+    weight = self.weight.view(self.out_channels, self.in_channels)
+    return torch.matmul(x.permute(0, 2, 3, 1), weight.t()).permute(0, 3, 1, 2)
+
+
+def _issue_day_rate(train: TrainParams, runtime: RuntimeParams, seconds: float) -> float:
+    """The fp32 eager step as it was when the speed issue was filed (the old 1x1 layer)."""
+    today = Pointwise.forward
+    Pointwise.forward = nchw_sliced_forward
+    try:
+        return _train_step_rate(train, runtime, seconds)
+    finally:
+        Pointwise.forward = today
+
+
 def print_default_vs_fp32(args) -> None:
     params = load_params(args.params)
     fp32 = params.train.model_copy(update={"precision": "fp32", "batch_size": 32})
     eager = params.runtime.model_copy(update={"memory_format": "channels_last"})
-    default_rates, fp32_rates = [], []
+    rates: dict[str, list[float]] = {"default": [], "fp32": [], "issue day": []}
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; default = "
         f"{args.params}: precision {params.train.precision}, batch {params.train.batch_size}, "
-        f"{params.runtime.memory_format}"
+        f"{params.runtime.memory_format}; fp32 eager = fp32, batch 32, channels_last, with the "
+        "1x1 layer of 2026-12-02 (stride on the NCHW view) and with today's"
     )
     for round_ in range(args.rounds):
-        default_rates.append(_train_step_rate(params.train, params.runtime, args.seconds))
-        fp32_rates.append(_train_step_rate(fp32, eager, args.seconds))
+        rates["default"].append(_train_step_rate(params.train, params.runtime, args.seconds))
+        rates["fp32"].append(_train_step_rate(fp32, eager, args.seconds))
+        rates["issue day"].append(_issue_day_rate(fp32, eager, args.seconds))
         print(
-            f"round {round_ + 1}: default {default_rates[-1]:.0f} img/s, "
-            f"fp32 eager {fp32_rates[-1]:.0f} img/s",
+            f"round {round_ + 1}: default {rates['default'][-1]:.0f} img/s, fp32 eager "
+            f"{rates['issue day'][-1]:.0f} img/s (today's layer: {rates['fp32'][-1]:.0f})",
             flush=True,
         )
-    ratio = statistics.median(default_rates) / statistics.median(fp32_rates)
-    print(f"default vs fp32 eager: {ratio:.2f}x")
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    same_layer = median["default"] / median["fp32"]
+    print(f"default vs fp32 eager on today's 1x1 layer: {same_layer:.2f}x")
+    print(f"default vs fp32 eager: {median['default'] / median['issue day']:.2f}x")
 
 
 def main() -> None:
