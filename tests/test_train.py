@@ -625,3 +625,22 @@ def test_bf16_precision_trains_under_autocast_with_float32_weights(tmp_path, mon
     again, _ = run(tmp_path, quick(epochs=1, precision="bf16"), "bf16_again")
     for key, value in again.state_dict().items():
         assert torch.equal(value, state[key]), key  # deterministic on one machine
+
+
+def test_bf16_on_a_cpu_without_native_bfloat16_is_warned_about(monkeypatch):
+    from ferx.training import loop
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert loop.slow_bf16_warning("bf16", cpu) is None  # native: no warning
+    assert loop.slow_bf16_warning("fp32", cpu) is None
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # capped
+    assert "cpu_capability AVX2" in loop.slow_bf16_warning("bf16", cpu)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)  # no BF16
+    message = loop.slow_bf16_warning("bf16", cpu)
+    assert "AMX: no" in message and "train.precision=fp32" in message
+    assert loop.slow_bf16_warning("fp32", cpu) is None
+    assert loop.slow_bf16_warning("bf16", torch.device("cuda")) is None

@@ -127,6 +127,23 @@ def check_precision(precision: str, device: torch.device) -> None:
         )
 
 
+def slow_bf16_warning(precision: str, device: torch.device) -> str | None:
+    """A warning when bf16 autocast would be emulated: on a CPU without native bfloat16 dot
+    products (AVX-512 BF16 or AMX), or with the instruction set capped below AVX-512, a
+    3-epoch training took 172 s against fp32's 20 s (BENCHMARKS.md, "What changes the bits")."""
+    if precision != "bf16" or device.type != "cpu":
+        return None
+    capability = torch.backends.cpu.get_cpu_capability()
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    if native and capability.startswith("AVX512"):
+        return None
+    return (
+        f"warning: train.precision: bf16 on a CPU without native bfloat16 (AVX-512 BF16 or "
+        f"AMX: {'yes' if native else 'no'}; cpu_capability {capability}): expect it to train "
+        "several times slower than fp32 here; -S train.precision=fp32 is the fast choice"
+    )
+
+
 def choose_device(wanted: str) -> torch.device:
     if wanted == "cuda" and not torch.cuda.is_available():
         raise DeviceError("runtime.device: cuda was asked for but no CUDA device is available")

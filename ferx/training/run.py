@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from ferx.training.loop import (
     choose_device,
     fit,
     load_splits,
+    slow_bf16_warning,
 )
 from ferx.training.progress import history_table
 
@@ -88,7 +90,10 @@ def train_and_save(
     """Fit, keep the best-on-PublicTest weights, write model, metrics JSON and PNG curves."""
     train_params = train_params or params.train
     # a device or precision this machine lacks is one line before any data is read
-    check_precision(train_params.precision, choose_device(params.runtime.device))
+    device = choose_device(params.runtime.device)
+    check_precision(train_params.precision, device)
+    if warning := slow_bf16_warning(train_params.precision, device):
+        print(warning, file=sys.stderr, flush=True)
     if params.runtime.threads:
         torch.set_num_threads(params.runtime.threads)
     torch.manual_seed(train_params.seed)
