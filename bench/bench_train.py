@@ -22,7 +22,8 @@ EMA, the per-step bookkeeping) timed over `--steps` steps and scaled to an epoch
 28,709 faces, then the two per-epoch evaluations (PublicTest, PrivateTest: 3,589 faces each at
 runtime.eval_batch_size and runtime.memory_format), the DVCLive log and the resume checkpoint.
 Also the achieved training GFLOP/s against the peak this script assumes (printed with how).
-`--profile N` adds torch.profiler's operators by self CPU time over N training steps.
+`--profile N` adds torch.profiler's operators by self CPU time over N training steps, overall
+and by input shape.
 
     python bench/bench_train.py --default-vs-fp32 [--rounds 5] [--seconds 8]
 
@@ -267,7 +268,7 @@ def profile_ops(train: TrainParams, runtime: RuntimeParams, steps: int) -> str:
     step = training_step(model, optimizer, train.batch_size, fmt, train.precision, train.augment)
     for i in range(5):
         step(i * train.batch_size)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for i in range(steps):
             step(i * train.batch_size)
     events = prof.key_averages()
@@ -285,7 +286,12 @@ def profile_ops(train: TrainParams, runtime: RuntimeParams, steps: int) -> str:
         )
         lines.append(f"  {family:<46} {100 * share / total:5.1f}%")
     table = events.table(sort_by="self_cpu_time_total", row_limit=15)
-    return "\n".join(lines) + "\n" + table
+    # by input shape too: which layer an operator's time belongs to (a copy_ on a 44x44 map
+    # is a layout conversion at the first residual module, not the optimizer)
+    shapes = prof.key_averages(group_by_input_shape=True).table(
+        sort_by="self_cpu_time_total", row_limit=15, max_shapes_column_width=70
+    )
+    return "\n".join(lines) + "\n" + table + "\nby input shape:\n" + shapes
 
 
 def _model_config(train: TrainParams) -> ModelConfig:
