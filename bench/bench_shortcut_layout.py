@@ -2,6 +2,11 @@
 2026-12-03) against today's, which slices the NHWC view, alternately in one run.
 
     python bench/bench_shortcut_layout.py [--rounds 3] [--seconds 8] [--precision fp32 bf16]
+    python bench/bench_shortcut_layout.py --gradients
+
+`--gradients` compares instead the first training step's parameter gradients of the two
+layers (same weights, same batch), and each against fp32 on today's layer: how far the layout
+moves the numbers, beside how far bf16 itself does.
 
 Both compute the same products and sums; the old one hands back the shortcut's input gradient
 in NCHW, and with it every residual module's output gradient, so max-pool and BatchNorm
@@ -15,12 +20,45 @@ import argparse
 import statistics
 
 import torch
+import torch.nn.functional as F
 from bench_train import nchw_sliced_forward, train_rate
 
-from ferx.models import layers
+from ferx.models import ModelConfig, build_model, layers
 from ferx.params import load_params
 
 TODAY = layers.Pointwise.forward
+
+
+def first_step_gradients(forward, precision: str, widths: tuple[int, ...]) -> dict:
+    layers.Pointwise.forward = forward
+    try:
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(widths=widths)).to(memory_format=torch.channels_last)
+        generator = torch.Generator().manual_seed(1)
+        x = torch.randint(0, 256, (32, 1, 48, 48), generator=generator).float()
+        y = torch.randint(0, 7, (32,), generator=generator)
+        with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+            logits = model.train()(x.contiguous(memory_format=torch.channels_last))
+        F.cross_entropy(logits.float(), y).backward()
+        return {name: p.grad for name, p in model.named_parameters()}
+    finally:
+        layers.Pointwise.forward = TODAY
+
+
+def print_gradients(widths: tuple[int, ...]) -> None:
+    def worst(a: dict, b: dict) -> str:
+        same = sum(torch.equal(a[k], b[k]) for k in a)
+        rel = max(((a[k] - b[k]).abs().max() / a[k].abs().max()).item() for k in a)
+        return f"{same}/{len(a)} tensors bit-identical, worst max|diff|/max|grad| {rel:.1e}"
+
+    reference = first_step_gradients(TODAY, "fp32", widths)
+    for precision in ("fp32", "bf16"):
+        old = first_step_gradients(nchw_sliced_forward, precision, widths)
+        today = first_step_gradients(TODAY, precision, widths)
+        print(f"{precision}: today's layer vs NCHW-sliced: {worst(old, today)}")
+        if precision == "bf16":
+            print(f"bf16 NCHW-sliced vs fp32: {worst(reference, old)}")
+            print(f"bf16 today's vs fp32: {worst(reference, today)}")
 
 
 def main() -> None:
@@ -29,15 +67,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--gradients", action="store_true", help="compare gradients, not speed")
     args = parser.parse_args()
     train = load_params(args.params).train
     widths = tuple(train.model.widths)
+    if args.gradients:
+        return print_gradients(widths)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; mini_xception {widths}")
     ratios = {}
     for precision in args.precision:
         rates: dict[str, list[float]] = {"old": [], "today": []}
         for round_ in range(args.rounds):
-            for name, forward in (("old", nchw_sliced_forward), ("today", TODAY)):
+            variants = [("old", nchw_sliced_forward), ("today", TODAY)]
+            for name, forward in variants if round_ % 2 == 0 else variants[::-1]:
                 layers.Pointwise.forward = forward
                 rate = train_rate(
                     "channels_last", 32, args.seconds, "mini_xception", precision, widths

@@ -377,10 +377,15 @@ def print_default_vs_fp32(args) -> None:
         f"{params.runtime.memory_format}; fp32 eager = fp32, batch 32, channels_last, with the "
         "1x1 layer of 2026-12-02 (stride on the NCHW view) and with today's"
     )
+    steps = {
+        "default": lambda: _train_step_rate(params.train, params.runtime, args.seconds),
+        "fp32": lambda: _train_step_rate(fp32, eager, args.seconds),
+        "issue day": lambda: _issue_day_rate(fp32, eager, args.seconds),
+    }
     for round_ in range(args.rounds):
-        rates["default"].append(_train_step_rate(params.train, params.runtime, args.seconds))
-        rates["fp32"].append(_train_step_rate(fp32, eager, args.seconds))
-        rates["issue day"].append(_issue_day_rate(fp32, eager, args.seconds))
+        order = list(steps) if round_ % 2 == 0 else list(steps)[::-1]  # drift hits all alike
+        for name in order:
+            rates[name].append(steps[name]())
         print(
             f"round {round_ + 1}: default {rates['default'][-1]:.0f} img/s, fp32 eager "
             f"{rates['issue day'][-1]:.0f} img/s (today's layer: {rates['fp32'][-1]:.0f})",

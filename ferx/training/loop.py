@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -128,19 +129,31 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 
 def slow_bf16_warning(precision: str, device: torch.device) -> str | None:
-    """A warning when bf16 autocast would be emulated: on a CPU without native bfloat16 dot
-    products (AVX-512 BF16 or AMX), or with the instruction set capped below AVX-512, a
-    3-epoch training took 172 s against fp32's 20 s (BENCHMARKS.md, "What changes the bits")."""
+    """A warning when bf16 autocast would run without the x86 instructions that make it fast
+    here (AVX-512 BF16 or AMX), or with the instruction set capped below AVX-512: with the caps
+    at AVX2 a 3-epoch training took 172 s against fp32's 20 s (BENCHMARKS.md, "What changes
+    the bits"). Only x86 is judged: other CPUs were never measured."""
     if precision != "bf16" or device.type != "cpu":
         return None
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
     capability = torch.backends.cpu.get_cpu_capability()
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    if native and capability.startswith("AVX512"):
+    onednn_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    if not (bf16 or amx):
+        why = "this CPU has neither AVX-512 BF16 nor AMX"
+    elif not capability.startswith("AVX512"):
+        why = f"the kernels are capped at {capability} (ATEN_CPU_CAPABILITY)"
+    elif onednn_cap and not any(k in onednn_cap for k in ("BF16", "FP16", "AMX", "AVX10", "ALL")):
+        # oneDNN's ISAs with bf16 dot products: AVX512_CORE_BF16 and everything above it
+        why = f"oneDNN is capped at {onednn_cap} (ONEDNN_MAX_CPU_ISA)"
+    else:
         return None
     return (
-        f"warning: train.precision: bf16 on a CPU without native bfloat16 (AVX-512 BF16 or "
-        f"AMX: {'yes' if native else 'no'}; cpu_capability {capability}): expect it to train "
-        "several times slower than fp32 here; -S train.precision=fp32 is the fast choice"
+        f"warning: train.precision: bf16, but {why}: with the instruction set capped at AVX2 "
+        "bf16 trained 8.6x slower than fp32 (BENCHMARKS.md); -S train.precision=fp32 is "
+        "likely faster here"
     )
 
 
