@@ -8,10 +8,11 @@
 layers (same weights, same batch), and each against fp32 on today's layer: how far the layout
 moves the numbers, beside how far bf16 itself does.
 
-Both compute the same products and sums; the old one hands back the shortcut's input gradient
-in NCHW, and with it every residual module's output gradient, so max-pool and BatchNorm
-backward copy it to channels_last and take their slow paths. Prints each round's img/s and,
-per precision, the ratio of the medians (today's / the old layer's) as its last lines.
+Both compute the same products and sums (in another order in backward); the old one hands
+back the shortcut's input gradient in NCHW, and with it every residual module's output
+gradient, which max-pool and BatchNorm backward then copy back to channels_last. Prints each
+round's img/s and, per precision, the ratio of the medians (today's / the old layer's) as its
+last lines.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import statistics
 
 import torch
 import torch.nn.functional as F
-from bench_train import nchw_sliced_forward, train_rate
+from bench_train import nchw_sliced_forward, pointwise_forward, train_rate
 
 from ferx.models import ModelConfig, build_model, layers
 from ferx.params import load_params
@@ -30,8 +31,7 @@ TODAY = layers.Pointwise.forward
 
 
 def first_step_gradients(forward, precision: str, widths: tuple[int, ...]) -> dict:
-    layers.Pointwise.forward = forward
-    try:
+    with pointwise_forward(forward):
         torch.manual_seed(0)
         model = build_model(ModelConfig(widths=widths)).to(memory_format=torch.channels_last)
         generator = torch.Generator().manual_seed(1)
@@ -41,8 +41,6 @@ def first_step_gradients(forward, precision: str, widths: tuple[int, ...]) -> di
             logits = model.train()(x.contiguous(memory_format=torch.channels_last))
         F.cross_entropy(logits.float(), y).backward()
         return {name: p.grad for name, p in model.named_parameters()}
-    finally:
-        layers.Pointwise.forward = TODAY
 
 
 def print_gradients(widths: tuple[int, ...]) -> None:
@@ -80,12 +78,11 @@ def main() -> None:
         for round_ in range(args.rounds):
             variants = [("old", nchw_sliced_forward), ("today", TODAY)]
             for name, forward in variants if round_ % 2 == 0 else variants[::-1]:
-                layers.Pointwise.forward = forward
-                rate = train_rate(
-                    "channels_last", 32, args.seconds, "mini_xception", precision, widths
-                )
+                with pointwise_forward(forward):
+                    rate = train_rate(
+                        "channels_last", 32, args.seconds, "mini_xception", precision, widths
+                    )
                 rates[name].append(rate)
-            layers.Pointwise.forward = TODAY
             print(
                 f"{precision} round {round_ + 1}: NCHW-sliced shortcut {rates['old'][-1]:.0f} "
                 f"img/s, today's {rates['today'][-1]:.0f} img/s",

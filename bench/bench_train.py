@@ -31,7 +31,7 @@ Times the training step of params.yaml's train + runtime sections and the fp32 e
 channels_last batch-32 step as it was when the speed issue was filed (the 1x1 layer taking its
 stride on the NCHW view), alternately in one run (the machine's speed drifts between runs), and
 prints as its last line `default vs fp32 eager: N.NNx` (ratio of the medians). The fp32 step
-on today's layer is timed too, and the line before says what precision alone gives.
+on today's layer is timed too, and the line before gives the ratio against it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -356,14 +357,21 @@ def nchw_sliced_forward(self: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.matmul(x.permute(0, 2, 3, 1), weight.t()).permute(0, 3, 1, 2)
 
 
-def _issue_day_rate(train: TrainParams, runtime: RuntimeParams, seconds: float) -> float:
-    """The fp32 eager step as it was when the speed issue was filed (the old 1x1 layer)."""
+@contextmanager
+def pointwise_forward(forward: Callable) -> Iterator[None]:
+    """Every Pointwise layer computes with `forward` inside, with today's again after."""
     today = Pointwise.forward
-    Pointwise.forward = nchw_sliced_forward
+    Pointwise.forward = forward
     try:
-        return _train_step_rate(train, runtime, seconds)
+        yield
     finally:
         Pointwise.forward = today
+
+
+def _issue_day_rate(train: TrainParams, runtime: RuntimeParams, seconds: float) -> float:
+    """The fp32 eager step as it was when the speed issue was filed (the old 1x1 layer)."""
+    with pointwise_forward(nchw_sliced_forward):
+        return _train_step_rate(train, runtime, seconds)
 
 
 def print_default_vs_fp32(args) -> None:
