@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ferx.analysis.cost_figure import label_offsets
-from ferx.experiments import cli, identity, queue
+from ferx.experiments import cli, identity, queue, records
 from ferx.experiments.cli import main, threads_per_job
 from ferx.experiments.frontier import frontier_points, pareto
 from ferx.experiments.queue import Task, parse_status, wait_for
@@ -378,6 +378,57 @@ def test_more_jobs_than_cores_warns_and_gives_one_thread_each(tmp_path, monkeypa
     assert not (tmp_path / "ablation").exists()  # nothing written without every result
 
 
+# --- finished runs recorded in git: runs.json ------------------------------------------
+
+
+def _record(seed: int, fingerprint: str = "a" * 64, name: str = "") -> records.Record:
+    experiment = queue.Experiment(
+        name or f"demo-0-s{seed}", "1" * 40, "2" * 40, f"2026-12-04T10:0{seed}:00",
+        {"train": {"seed": seed}}, {"baseline": {"public": {"accuracy": 0.5}}},
+    )  # fmt: skip
+    return records.Record({"train": {"seed": seed}}, fingerprint, experiment, "1001")
+
+
+def test_records_only_grow_and_stand_only_for_their_params_on_their_stage_inputs(tmp_path):
+    path = tmp_path / "ablation/demo/runs.json"
+    assert records.load(path) == []
+    assert records.save(path, [_record(0)]) == 1
+    assert records.save(path, [_record(1)]) == 2  # another sitting's runs keep the first's
+    assert records.save(path, [_record(1, name="again")]) == 2  # the same run: replaced
+    kept = records.load(path)
+    assert kept == [_record(0), _record(1, name="again")]  # every field read back
+    assert records.find(kept, {"train": {"seed": 0}}, "a" * 64) == _record(0)
+    assert records.find(kept, {"train": {"seed": 0}}, "b" * 64) is None  # other stage inputs
+    assert records.find(kept, {"train": {"seed": 2}}, "a" * 64) is None  # other params
+    stale = _record(0, fingerprint="b" * 64, name="older")
+    assert records.save(path, [stale]) == 3  # kept beside: an older commit may match it
+
+
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        ("{", "not valid JSON (line 1)"),
+        ('{"runs": []}', "version: expected 1"),
+        ('{"version": 1, "runs": [{"params": {}, "fingerprint": "x"}]}', "runs[0].fingerprint"),
+        ('{"version": 1, "runs": {}}', "runs: expected a list"),
+        ('{"version": 1, "runs": [{"params": 3}]}', "runs[0].params: expected a mapping"),
+    ],
+)
+def test_a_damaged_runs_file_is_one_line_naming_it_and_nothing_is_queued(
+    tmp_path, monkeypatch, capsys, content, where
+):
+    _fake_queue(monkeypatch, tmp_path, [])
+    queued = []
+    monkeypatch.setattr(queue, "queue_runs", lambda runs, threads: queued.append(runs))
+    (tmp_path / "ablation/demo").mkdir(parents=True)
+    (tmp_path / "ablation/demo/runs.json").write_text(content)
+    assert main(["spec.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ablation/demo/runs.json: ") and where in err
+    assert "\n" not in err and not queued
+    assert (tmp_path / "ablation/demo/runs.json").read_text() == content  # left as it was
+
+
 # --- the figure -----------------------------------------------------------------------
 
 
@@ -558,6 +609,39 @@ def test_results_survive_commits_and_only_a_change_of_what_stages_read_reruns(to
     assert main(["spec.yaml", "--collect-only"]) == 0
     git(toy, "add", "data/raw/fer2013.csv.dvc")
     assert main(["spec.yaml", "--collect-only"]) == 1
+
+
+@pytest.mark.slow
+def test_a_study_goes_on_in_another_clone_from_its_committed_records(
+    toy, tmp_path, monkeypatch, capsys
+):
+    # first sitting: seed 0 only; its runs are recorded, and the record is committed
+    assert main(["spec.yaml", "--seeds", "0"]) == 0
+    assert "ablation/toy/runs.json records 3 finished run(s)" in capsys.readouterr().out
+    _commit_all(toy, "seed 0 of the toy study")
+    other = tmp_path / "other"  # a clone: git leaves DVC's experiment refs behind
+    subprocess.run(["git", "clone", "-q", str(toy), str(other)], check=True)
+    git(other, "config", "user.email", "ci@example.com")
+    git(other, "config", "user.name", "ci")
+    monkeypatch.chdir(other)
+    assert queue.experiments() == []
+    # second sitting, in the clone: the records stand for seed 0, only seed 1 runs
+    assert main(["spec.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "6 runs (3 rows x 2 seeds), 3 already done, 3 queued" in out
+    assert "3 of this spec's runs stand on those records alone" in out
+    assert len(records.load(other / "ablation/toy/runs.json")) == 6
+    table = json.loads((other / "ablation/toy/table.json").read_text())
+    # the same table as one sitting in the first clone makes (names, figures, intervals)
+    monkeypatch.chdir(toy)
+    assert main(["spec.yaml"]) == 0
+    assert json.loads((toy / "ablation/toy/table.json").read_text()) == table
+    # a stage's code changes in the clone: its records stand for nothing, nor its experiments
+    monkeypatch.chdir(other)
+    (other / "toy.py").write_text(TOY_STAGE + "# changed\n")
+    capsys.readouterr()
+    assert main(["spec.yaml", "--collect-only"]) == 1
+    assert "6 of 6 runs have no results" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -8,9 +8,11 @@ Every row of the spec (ferx.experiments.spec) at every seed is one DVC experimen
 `dvc exp run --queue` and run by `dvc queue start`. An experiment stands for a run only if it
 ran the run's complete resolved params on the same stage inputs (ferx.experiments.identity),
 on any commit: a rerun queues only the runs no experiment stands for, and committing the table
-or anything no stage reads keeps every result. Outputs, written only once every run has
-results (until then the previous table stays): ablation/<name>/table.md, table.json,
-frontier.png.
+or anything no stage reads keeps every result. Every finished run is also recorded in
+ablation/<name>/runs.json (ferx.experiments.records), which stands for it in any clone with
+the same stage inputs: commit it, and a study can go on in another sitting or clone. Outputs,
+written only once every run has results (until then the previous table stays):
+ablation/<name>/table.md, table.json, frontier.png.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 from ferx.atomic import write_atomic, write_json
 from ferx.errors import UserError
-from ferx.experiments import identity, queue, shards
+from ferx.experiments import identity, queue, records, shards
 from ferx.experiments.spec import (
     Run,
     Spec,
@@ -55,22 +57,33 @@ def threads_per_job(jobs: int, available: int) -> int | None:
     return None if jobs == 1 else max(1, available // jobs)
 
 
-def _canonical(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True)
+_canonical = records.canonical
 
 
-def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, queue.Experiment]:
+def _workspace() -> tuple[dict[str, str], dict[str, Any]]:
+    """The blob ids of the files a queued experiment takes, and dvc.yaml as they say it."""
+    path = Path(identity.PIPELINE)
+    return identity.workspace_blobs(), identity.parse_pipeline(
+        path.read_text() if path.exists() else None
+    )
+
+
+def _from_experiment(run: Run, experiment: queue.Experiment, fingerprint: str) -> records.Record:
+    text = queue.read_at(experiment.rev, PUBLIC_EVAL)
+    correct = (json.loads(text) or {}).get("correct") if text else None
+    return records.Record(run.resolved, fingerprint, experiment, correct)
+
+
+def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, records.Record]:
     """run name -> the newest finished experiment that stands for it: the same complete
     resolved params (runtime aside) and the same stage inputs, on any baseline commit. Runs
     that resolve to the same params (a factor that restates a default) share it."""
-    blobs = identity.workspace_blobs()
-    path = Path(identity.PIPELINE)
-    pipeline = identity.parse_pipeline(path.read_text() if path.exists() else None)
+    blobs, pipeline = _workspace()
     wanted: dict[str, list[Run]] = {}
     for run in runs:
         wanted.setdefault(_canonical(run.resolved), []).append(run)
     ours: dict[str, str] = {}  # per params: dvc.yaml's ${...} may name files after them
-    matched: dict[str, queue.Experiment] = {}
+    matched: dict[str, tuple[Run, queue.Experiment, str]] = {}
     for experiment in sorted(found, key=lambda e: e.timestamp):  # the newest wins
         if experiment.metrics is None or not experiment.params:
             continue
@@ -88,28 +101,47 @@ def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, queue.Exp
         except UserError:  # an old commit's dvc.yaml this reader refuses: stands for nothing
             continue
         if theirs == ours[key]:
-            matched |= {run.name: experiment for run in wanted[key]}
-    return matched
+            matched |= {run.name: (run, experiment, ours[key]) for run in wanted[key]}
+    return {name: _from_experiment(*found) for name, found in matched.items()}
 
 
-def results(runs: list[Run], matched: dict[str, queue.Experiment]) -> list[Result]:
+def from_records(
+    runs: list[Run], kept: list[records.Record], done: dict[str, records.Record]
+) -> dict[str, records.Record]:
+    """run name -> the record that stands for a run no experiment here stands for: the same
+    resolved params, and the fingerprint of today's stage inputs."""
+    left = [run for run in runs if run.name not in done]
+    if not kept or not left:
+        return {}
+    blobs, pipeline = _workspace()
+    ours: dict[str, str] = {}
+    found = {}
+    for run in left:
+        key = _canonical(run.resolved)
+        if key not in ours:
+            ours[key] = identity.fingerprint(blobs, pipeline, run.resolved)
+        if (record := records.find(kept, run.resolved, ours[key])) is not None:
+            found[run.name] = record
+    return found
+
+
+def results(runs: list[Run], done: dict[str, records.Record]) -> list[Result]:
     out = []
     for run in runs:
-        experiment = matched.get(run.name)
-        if experiment is None:
+        record = done.get(run.name)
+        if record is None:
             continue
-        text = queue.read_at(experiment.rev, PUBLIC_EVAL)
-        correct = (json.loads(text) or {}).get("correct") if text else None
-        out.append(Result(run, experiment, correct_from_text(correct) if correct else None))
+        correct = record.public_correct
+        out.append(Result(run, record.experiment, correct_from_text(correct) if correct else None))
     return out
 
 
-def write_outputs(spec: Spec, records: list[dict[str, Any]], out_dir: Path) -> str:
+def write_outputs(spec: Spec, rows: list[dict[str, Any]], out_dir: Path) -> str:
     from ferx.experiments.frontier import plot_frontiers
 
-    text = markdown(spec, records)
-    plot_frontiers(spec, records, out_dir / "frontier.png")
-    write_json(out_dir / "table.json", records)
+    text = markdown(spec, rows)
+    plot_frontiers(spec, rows, out_dir / "frontier.png")
+    write_json(out_dir / "table.json", rows)
     write_atomic(out_dir / "table.md", lambda tmp: tmp.write_text(text))
     return text
 
@@ -164,6 +196,8 @@ def run(
             f"--shard {shard} with --collect-only: collecting takes every shard's runs; "
             "drop --shard (`--collect-only --remote NAME` pulls them all first)"
         )
+    kept_path = out_root / spec.name / records.FILE
+    kept = records.load(kept_path)  # a damaged file stops us before anything is queued
     if shard is not None and remote is None:
         raise SpecError(
             f"--shard {shard}: needs --remote NAME, the git remote the finished experiments "
@@ -182,11 +216,12 @@ def run(
     mine = runs if shard is None else shards.shard_runs(runs, shard)
     n_rows, n_seeds = len({r.row.index for r in runs}), len({r.seed for r in runs})
     matched = match(runs, queue.experiments())
+    done = matched | from_records(runs, kept, matched)
     if collect_only and remote is not None:  # the spec's outputs too, not every experiment's
-        shards.pull_outputs(remote, list(matched.values()))
+        shards.pull_outputs(remote, [r.experiment for r in matched.values()])
     failed: dict[str, str] = {}
     if not collect_only:
-        missing = [r for r in mine if r.name not in matched]
+        missing = [r for r in mine if r.name not in done]
         todo = _unique(missing)
         alike = len(missing) - len(todo)
         share = "" if shard is None else f"shard {shard}: {len(mine)} of "
@@ -237,11 +272,19 @@ def run(
                     key = _canonical(todo_run.resolved)
                     failed |= {r.name: reason for r in runs if _canonical(r.resolved) == key}
             matched = match(runs, queue.experiments())
+            done = matched | from_records(runs, kept, matched)
         if remote is not None:  # again for all: what auto-push missed, and earlier runs
-            pushed = shards.push(remote, [matched[r.name] for r in mine if r.name in matched])
-            print(f"ablate: pushed {pushed} experiment(s) to {remote}")
+            ours = [matched[r.name].experiment for r in mine if r.name in matched]
+            print(f"ablate: pushed {shards.push(remote, ours)} experiment(s) to {remote}")
+    if done:
+        held = records.save(kept_path, list(done.values()))
+        recorded = len(set(done) - set(matched))
+        print(
+            f"ablate: {kept_path} records {held} finished run(s)"
+            + (f"; {recorded} of this spec's runs stand on those records alone" if recorded else "")
+        )
     if shard is not None:
-        left = [r.name for r in mine if r.name not in matched]
+        left = [r.name for r in mine if r.name not in done]
         if left:
             reasons = "; ".join(f"{n} ({failed.get(n, 'no results')})" for n in left)
             print(f"ablate: shard {shard}: {len(left)} run(s) have no results: {reasons}; "
@@ -253,12 +296,12 @@ def run(
             "writes the table"
         )
         return 0
-    records = table_records(runs, results(runs, matched))
-    missing = [r.name for r in runs if r.name not in matched]
+    rows = table_records(runs, results(runs, done))
+    missing = [r.name for r in runs if r.name not in done]
     if not missing:
-        print(write_outputs(spec, records, out_root / spec.name))
+        print(write_outputs(spec, rows, out_root / spec.name))
         return 0
-    print(markdown(spec, records))
+    print(markdown(spec, rows))
     reasons = "; ".join(f"{name} ({failed.get(name, 'no results')})" for name in missing)
     print(
         f"ablate: {len(missing)} of {len(runs)} runs have no results: {reasons}. "

@@ -1,7 +1,8 @@
 """DVC's side: queue runs as experiments, start workers, wait, read every experiment back.
 
-Results live in DVC (no results store of our own): `dvc exp show --json` for every baseline
-commit that has experiments, and the experiments' own commits for the per-face evaluations.
+Results live in DVC: `dvc exp show --json` for every baseline commit that has experiments, and
+the experiments' own commits for the per-face evaluations. (ferx.experiments.records copies
+what a table needs of each finished run into git, for clones that lack the experiments.)
 """
 
 from __future__ import annotations

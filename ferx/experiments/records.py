@@ -1,0 +1,109 @@
+"""Finished runs kept in git beside the table: `ablation/<name>/runs.json`.
+
+DVC keeps experiments as git refs (`refs/exps/`) of the clone they ran in; `git push` and
+`git clone` leave them behind, and `dvc exp push` needs a remote both clones reach. So every
+time ferx-ablate has results it also records each finished run in runs.json: the run's
+resolved params, the fingerprint of the files its stages read (ferx.experiments.identity),
+the experiment it came from (name, commits, params, summary metrics) and which PublicTest
+faces it got right. A clone with the same stage inputs counts a record as a finished run,
+exactly as it would count the experiment: a study can be finished in several sittings or
+clones, and its table re-rendered from the repository alone. A record whose fingerprint is
+not today's stands for nothing (it stays in the file: an older commit's inputs may match it).
+
+The file only grows: runs are added, never dropped, so collecting part of a study (`--seeds`)
+loses nothing another invocation recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ferx.atomic import write_json
+from ferx.errors import UserError
+from ferx.experiments.queue import Experiment
+
+FILE = "runs.json"
+VERSION = 1
+_EXPERIMENT_KEYS = ("name", "rev", "baseline", "timestamp", "params", "metrics")
+
+
+@dataclass(frozen=True)
+class Record:
+    params: dict[str, Any]  # the run's resolved params (spec.normalised: runtime left out)
+    fingerprint: str  # of what its stages read (identity.fingerprint)
+    experiment: Experiment
+    public_correct: str | None  # the evaluate stage's "1"/"0" per PublicTest face
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return canonical(self.params), self.fingerprint
+
+
+def canonical(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def _bad(path: Path, where: str, expected: str) -> UserError:
+    return UserError(f"{path}: {where}: expected {expected} (a file ferx-ablate writes)")
+
+
+def _record(path: Path, index: int, entry: Any) -> Record:
+    where = f"runs[{index}]"
+    if not isinstance(entry, dict):
+        raise _bad(path, where, "a mapping")
+    params, fingerprint = entry.get("params"), entry.get("fingerprint")
+    experiment, correct = entry.get("experiment"), entry.get("public_correct")
+    if not isinstance(params, dict):
+        raise _bad(path, f"{where}.params", "a mapping")
+    if not isinstance(fingerprint, str) or len(fingerprint) != 64:
+        raise _bad(path, f"{where}.fingerprint", "64 hex digits")
+    if not isinstance(experiment, dict) or set(experiment) != set(_EXPERIMENT_KEYS):
+        raise _bad(path, f"{where}.experiment", f"the keys {', '.join(_EXPERIMENT_KEYS)}")
+    if correct is not None and (not isinstance(correct, str) or set(correct) - {"0", "1"}):
+        raise _bad(path, f"{where}.public_correct", 'a string of "0" and "1" or null')
+    return Record(params, fingerprint, Experiment(**experiment), correct)
+
+
+def load(path: Path) -> list[Record]:
+    """The records in runs.json; none if there is no file. A damaged file is an error naming
+    the file and the entry (never silently read as fewer runs)."""
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        raise _bad(path, "version", f"{VERSION}")
+    if not isinstance(data.get("runs"), list):
+        raise _bad(path, "runs", "a list")
+    return [_record(path, i, entry) for i, entry in enumerate(data["runs"])]
+
+
+def save(path: Path, new: list[Record]) -> int:
+    """Add `new` to the records in `path` (a record of the same params and fingerprint is
+    replaced: it stands for the same run); returns how many records the file holds."""
+    merged = {record.key: record for record in load(path)}
+    merged |= {record.key: record for record in new}
+    entries = [
+        {
+            "params": r.params,
+            "fingerprint": r.fingerprint,
+            "experiment": {k: getattr(r.experiment, k) for k in _EXPERIMENT_KEYS},
+            "public_correct": r.public_correct,
+        }
+        for _, r in sorted(merged.items())
+    ]
+    write_json(path, {"version": VERSION, "runs": entries})
+    return len(entries)
+
+
+def find(records: list[Record], params: dict[str, Any], fingerprint: str) -> Record | None:
+    """The record that stands for a run of these params on these stage inputs: the newest
+    experiment's, if several do."""
+    key = canonical(params), fingerprint
+    found = [r for r in records if r.key == key]
+    return max(found, key=lambda r: r.experiment.timestamp) if found else None
