@@ -375,15 +375,15 @@ def test_more_jobs_than_cores_warns_and_gives_one_thread_each(tmp_path, monkeypa
     assert main(["spec.yaml", "--jobs", "3"]) == 1  # no results: the fake ran nothing
     err = capsys.readouterr().err
     assert "warning: --jobs 3 on 2 cores" in err and given["threads"] == 1
-    assert not (tmp_path / "ablation").exists()  # nothing written without every result
+    assert not (tmp_path / "ablation").exists()  # no result: not even a runs.json
 
 
 # --- finished runs recorded in git: runs.json ------------------------------------------
 
 
-def _record(seed: int, fingerprint: str = "a" * 64, name: str = "") -> records.Record:
+def _record(seed: int, fingerprint: str = "a" * 64, name: str = "", hour: int = 10):
     experiment = queue.Experiment(
-        name or f"demo-0-s{seed}", "1" * 40, "2" * 40, f"2026-12-04T10:0{seed}:00",
+        name or f"demo-0-s{seed}", "1" * 40, "2" * 40, f"2026-12-04T{hour:02d}:0{seed}:00",
         {"train": {"seed": seed}}, {"baseline": {"public": {"accuracy": 0.5}}},
     )  # fmt: skip
     return records.Record({"train": {"seed": seed}}, fingerprint, experiment, "1001")
@@ -394,9 +394,10 @@ def test_records_only_grow_and_stand_only_for_their_params_on_their_stage_inputs
     assert records.load(path) == []
     assert records.save(path, [_record(0)]) == 1
     assert records.save(path, [_record(1)]) == 2  # another sitting's runs keep the first's
-    assert records.save(path, [_record(1, name="again")]) == 2  # the same run: replaced
+    assert records.save(path, [_record(1, name="again", hour=11)]) == 2  # the same run: newer
+    assert records.save(path, [_record(1, name="older", hour=9)]) == 2  # an older one: not kept
     kept = records.load(path)
-    assert kept == [_record(0), _record(1, name="again")]  # every field read back
+    assert kept == [_record(0), _record(1, name="again", hour=11)]  # every field read back
     assert records.find(kept, {"train": {"seed": 0}}, "a" * 64) == _record(0)
     assert records.find(kept, {"train": {"seed": 0}}, "b" * 64) is None  # other stage inputs
     assert records.find(kept, {"train": {"seed": 2}}, "a" * 64) is None  # other params
@@ -412,6 +413,52 @@ def test_records_only_grow_and_stand_only_for_their_params_on_their_stage_inputs
         ('{"version": 1, "runs": [{"params": {}, "fingerprint": "x"}]}', "runs[0].fingerprint"),
         ('{"version": 1, "runs": {}}', "runs: expected a list"),
         ('{"version": 1, "runs": [{"params": 3}]}', "runs[0].params: expected a mapping"),
+        (
+            json.dumps(
+                {
+                    "version": 1,
+                    "runs": [
+                        {
+                            "params": {},
+                            "fingerprint": "a" * 64,
+                            "public_correct": None,
+                            "experiment": {
+                                "name": "x",
+                                "rev": "r",
+                                "baseline": "b",
+                                "timestamp": None,
+                                "params": {},
+                                "metrics": None,
+                            },
+                        }
+                    ],
+                }
+            ),
+            "runs[0].experiment.timestamp: expected a string",
+        ),
+        (
+            json.dumps(
+                {
+                    "version": 1,
+                    "runs": [
+                        {
+                            "params": {},
+                            "fingerprint": "a" * 64,
+                            "public_correct": None,
+                            "experiment": {
+                                "name": "x",
+                                "rev": "r",
+                                "baseline": "b",
+                                "timestamp": "t",
+                                "params": {},
+                                "metrics": [1],
+                            },
+                        }
+                    ],
+                }
+            ),
+            "runs[0].experiment.metrics: expected a mapping or null",
+        ),
     ],
 )
 def test_a_damaged_runs_file_is_one_line_naming_it_and_nothing_is_queued(
@@ -427,6 +474,25 @@ def test_a_damaged_runs_file_is_one_line_naming_it_and_nothing_is_queued(
     assert err.startswith("error: ablation/demo/runs.json: ") and where in err
     assert "\n" not in err and not queued
     assert (tmp_path / "ablation/demo/runs.json").read_text() == content  # left as it was
+
+
+def test_of_a_record_and_an_experiment_for_one_run_the_newer_stands(tmp_path, monkeypatch):
+    spec = load_spec(_spec(tmp_path, TWO), tmp_path / "params.yaml")
+    runs = make_runs(spec, yaml.safe_load((tmp_path / "params.yaml").read_text()))
+    monkeypatch.setattr(cli, "_fingerprints", lambda: lambda params: "a" * 64)
+
+    def result(run, hour, fingerprint="a" * 64):
+        experiment = queue.Experiment(f"e{hour}", "1" * 40, "2" * 40, f"T{hour:02d}", {}, {})
+        return records.Record(run.resolved, fingerprint, experiment, None)
+
+    first, second, third = runs
+    kept = [result(first, 9), result(second, 11), result(third, 11, fingerprint="b" * 64)]
+    matched = {first.name: result(first, 10), second.name: result(second, 10)}
+    done = cli.with_records(runs, kept, matched)
+    assert done[first.name] is matched[first.name]  # the experiment, newer than the record
+    assert done[second.name] is kept[1]  # the record, newer than the experiment here
+    assert third.name not in done  # a record of other stage inputs stands for nothing
+    assert cli.with_records(runs, [], matched) == matched
 
 
 # --- the figure -----------------------------------------------------------------------
@@ -617,7 +683,7 @@ def test_a_study_goes_on_in_another_clone_from_its_committed_records(
 ):
     # first sitting: seed 0 only; its runs are recorded, and the record is committed
     assert main(["spec.yaml", "--seeds", "0"]) == 0
-    assert "ablation/toy/runs.json records 3 finished run(s)" in capsys.readouterr().out
+    assert "ablation/toy/runs.json holds 3 record(s)" in capsys.readouterr().out
     _commit_all(toy, "seed 0 of the toy study")
     other = tmp_path / "other"  # a clone: git leaves DVC's experiment refs behind
     subprocess.run(["git", "clone", "-q", str(toy), str(other)], check=True)
@@ -629,7 +695,7 @@ def test_a_study_goes_on_in_another_clone_from_its_committed_records(
     assert main(["spec.yaml"]) == 0
     out = capsys.readouterr().out
     assert "6 runs (3 rows x 2 seeds), 3 already done, 3 queued" in out
-    assert "3 of this spec's runs stand on those records alone" in out
+    assert "3 of this spec's runs stand on those alone" in out
     assert len(records.load(other / "ablation/toy/runs.json")) == 6
     table = json.loads((other / "ablation/toy/table.json").read_text())
     # the same table as one sitting in the first clone makes (names, figures, intervals)

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,23 @@ def threads_per_job(jobs: int, available: int) -> int | None:
 _canonical = records.canonical
 
 
-def _workspace() -> tuple[dict[str, str], dict[str, Any]]:
-    """The blob ids of the files a queued experiment takes, and dvc.yaml as they say it."""
-    path = Path(identity.PIPELINE)
-    return identity.workspace_blobs(), identity.parse_pipeline(
-        path.read_text() if path.exists() else None
-    )
+def _fingerprints() -> Callable[[dict[str, Any]], str]:
+    """params -> the fingerprint of today's stage inputs for them (identity.fingerprint). The
+    workspace is read once, on first use; each params' fingerprint computed once."""
+    workspace: list[Any] = []
+    done: dict[str, str] = {}  # per params: dvc.yaml's ${...} may name files after them
+
+    def of(params: dict[str, Any]) -> str:
+        if not workspace:
+            path = Path(identity.PIPELINE)
+            text = path.read_text() if path.exists() else None
+            workspace.extend([identity.workspace_blobs(), identity.parse_pipeline(text)])
+        key = _canonical(params)
+        if key not in done:
+            done[key] = identity.fingerprint(workspace[0], workspace[1], params)
+        return done[key]
+
+    return of
 
 
 def _from_experiment(run: Run, experiment: queue.Experiment, fingerprint: str) -> records.Record:
@@ -78,11 +90,10 @@ def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, records.R
     """run name -> the newest finished experiment that stands for it: the same complete
     resolved params (runtime aside) and the same stage inputs, on any baseline commit. Runs
     that resolve to the same params (a factor that restates a default) share it."""
-    blobs, pipeline = _workspace()
+    ours = _fingerprints()
     wanted: dict[str, list[Run]] = {}
     for run in runs:
         wanted.setdefault(_canonical(run.resolved), []).append(run)
-    ours: dict[str, str] = {}  # per params: dvc.yaml's ${...} may name files after them
     matched: dict[str, tuple[Run, queue.Experiment, str]] = {}
     for experiment in sorted(found, key=lambda e: e.timestamp):  # the newest wins
         if experiment.metrics is None or not experiment.params:
@@ -94,35 +105,29 @@ def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, records.R
         if key not in wanted:
             continue
         params = wanted[key][0].resolved
-        if key not in ours:
-            ours[key] = identity.fingerprint(blobs, pipeline, params)
         try:
             theirs = identity.commit_fingerprint(experiment.rev, params)
         except UserError:  # an old commit's dvc.yaml this reader refuses: stands for nothing
             continue
-        if theirs == ours[key]:
-            matched |= {run.name: (run, experiment, ours[key]) for run in wanted[key]}
-    return {name: _from_experiment(*found) for name, found in matched.items()}
+        if theirs == ours(params):
+            matched |= {run.name: (run, experiment, theirs) for run in wanted[key]}
+    return {name: _from_experiment(*hit) for name, hit in matched.items()}
 
 
-def from_records(
-    runs: list[Run], kept: list[records.Record], done: dict[str, records.Record]
+def with_records(
+    runs: list[Run], kept: list[records.Record], matched: dict[str, records.Record]
 ) -> dict[str, records.Record]:
-    """run name -> the record that stands for a run no experiment here stands for: the same
-    resolved params, and the fingerprint of today's stage inputs."""
-    left = [run for run in runs if run.name not in done]
-    if not kept or not left:
-        return {}
-    blobs, pipeline = _workspace()
-    ours: dict[str, str] = {}
-    found = {}
-    for run in left:
-        key = _canonical(run.resolved)
-        if key not in ours:
-            ours[key] = identity.fingerprint(blobs, pipeline, run.resolved)
-        if (record := records.find(kept, run.resolved, ours[key])) is not None:
-            found[run.name] = record
-    return found
+    """run name -> what stands for it: the experiment `match` found or a kept record of the
+    same resolved params on today's stage inputs, the newer if both (as between experiments)."""
+    if not kept:
+        return dict(matched)
+    ours = _fingerprints()
+    done = {}
+    for run in runs:
+        both = matched.get(run.name), records.find(kept, run.resolved, ours(run.resolved))
+        if found := [r for r in both if r is not None]:
+            done[run.name] = max(found, key=records.newness)
+    return done
 
 
 def results(runs: list[Run], done: dict[str, records.Record]) -> list[Result]:
@@ -216,7 +221,7 @@ def run(
     mine = runs if shard is None else shards.shard_runs(runs, shard)
     n_rows, n_seeds = len({r.row.index for r in runs}), len({r.seed for r in runs})
     matched = match(runs, queue.experiments())
-    done = matched | from_records(runs, kept, matched)
+    done = with_records(runs, kept, matched)
     if collect_only and remote is not None:  # the spec's outputs too, not every experiment's
         shards.pull_outputs(remote, [r.experiment for r in matched.values()])
     failed: dict[str, str] = {}
@@ -272,17 +277,17 @@ def run(
                     key = _canonical(todo_run.resolved)
                     failed |= {r.name: reason for r in runs if _canonical(r.resolved) == key}
             matched = match(runs, queue.experiments())
-            done = matched | from_records(runs, kept, matched)
-        if remote is not None:  # again for all: what auto-push missed, and earlier runs
-            ours = [matched[r.name].experiment for r in mine if r.name in matched]
-            print(f"ablate: pushed {shards.push(remote, ours)} experiment(s) to {remote}")
-    if done:
+            done = with_records(runs, kept, matched)
+    if done:  # before any push: a push that fails loses no record
         held = records.save(kept_path, list(done.values()))
-        recorded = len(set(done) - set(matched))
+        recorded = [n for n, r in done.items() if r is not matched.get(n)]
         print(
-            f"ablate: {kept_path} records {held} finished run(s)"
-            + (f"; {recorded} of this spec's runs stand on those records alone" if recorded else "")
+            f"ablate: {kept_path} holds {held} record(s)"
+            + (f"; {len(recorded)} of this spec's runs stand on those alone" if recorded else "")
         )
+    if remote is not None and not collect_only:  # all: what auto-push missed, earlier runs
+        ours = [matched[r.name].experiment for r in mine if r.name in matched]
+        print(f"ablate: pushed {shards.push(remote, ours)} experiment(s) to {remote}")
     if shard is not None:
         left = [r.name for r in mine if r.name not in done]
         if left:
@@ -291,7 +296,8 @@ def run(
                   "rerunning this shard runs only those", file=sys.stderr)  # fmt: skip
             return 1
         print(
-            f"ablate: shard {shard}: all {len(mine)} of its runs are done and on {remote}; "
+            f"ablate: shard {shard}: all {len(mine)} of its runs are done, on {remote} or in "
+            f"{kept_path} (commit it); "
             f"`ferx-ablate {spec.path} --collect-only --remote {remote}` on any clone "
             "writes the table"
         )

@@ -11,7 +11,9 @@ clones, and its table re-rendered from the repository alone. A record whose fing
 not today's stands for nothing (it stays in the file: an older commit's inputs may match it).
 
 The file only grows: runs are added, never dropped, so collecting part of a study (`--seeds`)
-loses nothing another invocation recorded.
+loses nothing another invocation recorded. Of two results for one run (the same params and
+fingerprint: a record and an experiment, or two records) the newer stands, as between
+experiments. Records count for the spec whose file holds them (`ablation/<name>/`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ def canonical(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True)
 
 
+def newness(record: Record) -> tuple[str, str]:
+    """The order in which results for one run supersede each other: the experiment's
+    timestamp, then its commit (only so that a tie always ends the same way)."""
+    return record.experiment.timestamp, record.experiment.rev
+
+
 def _bad(path: Path, where: str, expected: str) -> UserError:
     return UserError(f"{path}: {where}: expected {expected} (a file ferx-ablate writes)")
 
@@ -62,6 +70,13 @@ def _record(path: Path, index: int, entry: Any) -> Record:
         raise _bad(path, f"{where}.fingerprint", "64 hex digits")
     if not isinstance(experiment, dict) or set(experiment) != set(_EXPERIMENT_KEYS):
         raise _bad(path, f"{where}.experiment", f"the keys {', '.join(_EXPERIMENT_KEYS)}")
+    for key in ("name", "rev", "baseline", "timestamp"):
+        if not isinstance(experiment[key], str):
+            raise _bad(path, f"{where}.experiment.{key}", "a string")
+    if not isinstance(experiment["params"], dict):
+        raise _bad(path, f"{where}.experiment.params", "a mapping")
+    if experiment["metrics"] is not None and not isinstance(experiment["metrics"], dict):
+        raise _bad(path, f"{where}.experiment.metrics", "a mapping or null")
     if correct is not None and (not isinstance(correct, str) or set(correct) - {"0", "1"}):
         raise _bad(path, f"{where}.public_correct", 'a string of "0" and "1" or null')
     return Record(params, fingerprint, Experiment(**experiment), correct)
@@ -76,6 +91,8 @@ def load(path: Path) -> list[Record]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot be read: {exc}") from None
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise _bad(path, "version", f"{VERSION}")
     if not isinstance(data.get("runs"), list):
@@ -84,10 +101,12 @@ def load(path: Path) -> list[Record]:
 
 
 def save(path: Path, new: list[Record]) -> int:
-    """Add `new` to the records in `path` (a record of the same params and fingerprint is
-    replaced: it stands for the same run); returns how many records the file holds."""
-    merged = {record.key: record for record in load(path)}
-    merged |= {record.key: record for record in new}
+    """Add `new` to the records in `path`; of two for the same run (params and fingerprint)
+    the newer is kept. Returns how many records the file holds."""
+    merged: dict[tuple[str, str], Record] = {}
+    for record in [*load(path), *new]:
+        if record.key not in merged or newness(record) > newness(merged[record.key]):
+            merged[record.key] = record
     entries = [
         {
             "params": r.params,
@@ -102,8 +121,8 @@ def save(path: Path, new: list[Record]) -> int:
 
 
 def find(records: list[Record], params: dict[str, Any], fingerprint: str) -> Record | None:
-    """The record that stands for a run of these params on these stage inputs: the newest
-    experiment's, if several do."""
+    """The record that stands for a run of these params on these stage inputs: the newest,
+    if several do."""
     key = canonical(params), fingerprint
     found = [r for r in records if r.key == key]
-    return max(found, key=lambda r: r.experiment.timestamp) if found else None
+    return max(found, key=newness) if found else None

@@ -202,7 +202,7 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
             "chose nothing and is reported. Efficiency = PrivateTest accuracy % / GFLOPs "
             "(single view).",
             INTERVAL_NOTE,
-            f"Experiments (`dvc exp show -A`): {experiments}.",
+            f"Experiments (`dvc exp show -A`, or runs.json beside this table): {experiments}.",
             "",
         ]
     )
