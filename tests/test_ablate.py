@@ -405,6 +405,19 @@ def test_records_only_grow_and_stand_only_for_their_params_on_their_stage_inputs
     assert records.save(path, [stale]) == 3  # kept beside: an older commit may match it
 
 
+def test_the_committed_records_read_back_with_one_face_count_per_study():
+    for path in sorted((PROJECT_ROOT / "ablation").glob("*/runs.json")):
+        kept = records.load(path)
+        assert kept, path
+        assert len({len(r.public_correct or "") for r in kept}) == 1, path
+        again = path.parent / "again.json"
+        try:  # saving what was read writes the same bytes: re-collecting changes nothing
+            records.save(again, kept)
+            assert again.read_bytes() == path.read_bytes(), path
+        finally:
+            again.unlink(missing_ok=True)
+
+
 @pytest.mark.parametrize(
     ("content", "where"),
     [
@@ -700,7 +713,9 @@ def test_a_study_goes_on_in_another_clone_from_its_committed_records(
     table = json.loads((other / "ablation/toy/table.json").read_text())
     # the same table as one sitting in the first clone makes (names, figures, intervals)
     monkeypatch.chdir(toy)
+    capsys.readouterr()
     assert main(["spec.yaml"]) == 0
+    assert "stand on those alone" not in capsys.readouterr().out  # its experiments stand
     assert json.loads((toy / "ablation/toy/table.json").read_text()) == table
     # a stage's code changes in the clone: its records stand for nothing, nor its experiments
     monkeypatch.chdir(other)

@@ -278,8 +278,11 @@ def run(
                     failed |= {r.name: reason for r in runs if _canonical(r.resolved) == key}
             matched = match(runs, queue.experiments())
             done = with_records(runs, kept, matched)
+    recorded: list[str] = []
     if done:  # before any push: a push that fails loses no record
         held = records.save(kept_path, list(done.values()))
+        # a record that won over this clone's experiment, or stands where it has none (on a
+        # tie the experiment itself is kept: with_records lists it first)
         recorded = [n for n, r in done.items() if r is not matched.get(n)]
         print(
             f"ablate: {kept_path} holds {held} record(s)"
@@ -296,8 +299,9 @@ def run(
                   "rerunning this shard runs only those", file=sys.stderr)  # fmt: skip
             return 1
         print(
-            f"ablate: shard {shard}: all {len(mine)} of its runs are done, on {remote} or in "
-            f"{kept_path} (commit it); "
+            f"ablate: shard {shard}: all {len(mine)} of its runs are done and on {remote}"
+            + (f" or in {kept_path} (commit it)" if any(r.name in recorded for r in mine) else "")
+            + "; "
             f"`ferx-ablate {spec.path} --collect-only --remote {remote}` on any clone "
             "writes the table"
         )

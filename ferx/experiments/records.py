@@ -19,6 +19,7 @@ experiments. Records count for the spec whose file holds them (`ablation/<name>/
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ def _record(path: Path, index: int, entry: Any) -> Record:
     experiment, correct = entry.get("experiment"), entry.get("public_correct")
     if not isinstance(params, dict):
         raise _bad(path, f"{where}.params", "a mapping")
-    if not isinstance(fingerprint, str) or len(fingerprint) != 64:
+    if not isinstance(fingerprint, str) or not re.fullmatch(r"[0-9a-f]{64}", fingerprint):
         raise _bad(path, f"{where}.fingerprint", "64 hex digits")
     if not isinstance(experiment, dict) or set(experiment) != set(_EXPERIMENT_KEYS):
         raise _bad(path, f"{where}.experiment", f"the keys {', '.join(_EXPERIMENT_KEYS)}")
