@@ -418,6 +418,14 @@ def test_the_committed_records_read_back_with_one_face_count_per_study():
             again.unlink(missing_ok=True)
 
 
+def _one_run(**experiment) -> str:
+    """runs.json with one record whose experiment fields are overridden."""
+    fields = {"name": "x", "rev": "r", "baseline": "b", "timestamp": "t", "params": {}}
+    record = {"params": {}, "fingerprint": "a" * 64, "public_correct": None}
+    record["experiment"] = {**fields, "metrics": None, **experiment}
+    return json.dumps({"version": 1, "runs": [record]})
+
+
 @pytest.mark.parametrize(
     ("content", "where"),
     [
@@ -426,52 +434,8 @@ def test_the_committed_records_read_back_with_one_face_count_per_study():
         ('{"version": 1, "runs": [{"params": {}, "fingerprint": "x"}]}', "runs[0].fingerprint"),
         ('{"version": 1, "runs": {}}', "runs: expected a list"),
         ('{"version": 1, "runs": [{"params": 3}]}', "runs[0].params: expected a mapping"),
-        (
-            json.dumps(
-                {
-                    "version": 1,
-                    "runs": [
-                        {
-                            "params": {},
-                            "fingerprint": "a" * 64,
-                            "public_correct": None,
-                            "experiment": {
-                                "name": "x",
-                                "rev": "r",
-                                "baseline": "b",
-                                "timestamp": None,
-                                "params": {},
-                                "metrics": None,
-                            },
-                        }
-                    ],
-                }
-            ),
-            "runs[0].experiment.timestamp: expected a string",
-        ),
-        (
-            json.dumps(
-                {
-                    "version": 1,
-                    "runs": [
-                        {
-                            "params": {},
-                            "fingerprint": "a" * 64,
-                            "public_correct": None,
-                            "experiment": {
-                                "name": "x",
-                                "rev": "r",
-                                "baseline": "b",
-                                "timestamp": "t",
-                                "params": {},
-                                "metrics": [1],
-                            },
-                        }
-                    ],
-                }
-            ),
-            "runs[0].experiment.metrics: expected a mapping or null",
-        ),
+        (_one_run(timestamp=None), "runs[0].experiment.timestamp: expected a string"),
+        (_one_run(metrics=[1]), "runs[0].experiment.metrics: expected a mapping or null"),
     ],
 )
 def test_a_damaged_runs_file_is_one_line_naming_it_and_nothing_is_queued(
