@@ -24,7 +24,7 @@ SPLITS = tiny_splits(160, seed=0)
 
 
 def quick(**overrides) -> TrainParams:
-    base = {"epochs": 3, "batch_size": 32, "lr": 3e-3}
+    base = {"epochs": 3, "batch_size": 32, "lr": 3e-3, "precision": "fp32"}
     return TrainParams(**{**base, **overrides})
 
 

@@ -152,8 +152,8 @@ def slow_bf16_warning(precision: str, device: torch.device) -> str | None:
         return None
     return (
         f"warning: train.precision: bf16, but {why}: with the instruction set capped at AVX2 "
-        "bf16 trained 8.6x slower than fp32 (BENCHMARKS.md); -S train.precision=fp32 is "
-        "likely faster here"
+        "bf16 trained 8.6x slower than fp32 (BENCHMARKS.md); train.precision: fp32 in "
+        "params.yaml (or -S train.precision=fp32) is likely faster here"
     )
 
 
