@@ -7,12 +7,11 @@ import torch
 import yaml
 
 from ferx.models.checkpoint import load_model
-from ferx.params import TrainParams
 from tests.conftest import PROJECT_ROOT, run_stage
 
 TINY = {
     "prepare": {"synthetic": {"n_samples": 150}},
-    "train": {"epochs": 1, "batch_size": 32},
+    "train": {"epochs": 1, "batch_size": 32, "precision": "bf16"},  # bf16: the default, said
     "runtime": {"threads": 1},
 }
 
@@ -188,7 +187,7 @@ def test_each_training_records_what_decided_its_bits(trained):
     assert record["torch"] == torch.__version__
     assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert record["threads"] == 1  # TINY's runtime.threads
-    assert record["precision"] == TrainParams().precision  # TINY keeps the default
+    assert record["precision"] == TINY["train"]["precision"]
     assert record["device"] == "cpu"
     assert record["memory_format"] == "channels_last" and record["eval_batch_size"] == 64
     assert set(record["environment"]) <= {
@@ -216,6 +215,8 @@ def test_an_instruction_set_cap_is_recorded(tmp_path):
             [sys.executable, script], cwd=tmp_path, env=env, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
+    # bf16 (TINY's, the default) capped at AVX2 runs its slow path: the stage says so
+    assert "warning: train.precision: bf16, but " in result.stderr
     record = json.loads((tmp_path / "metrics/train.json").read_text())["reproducibility"]
     assert record["cpu_capability"] == "AVX2"
     assert record["environment"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
