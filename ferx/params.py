@@ -133,8 +133,8 @@ class TrainParams(Section):
     # bf16 (the default since ablations/precision.yaml found its PublicTest cost inside the
     # noise): the training forward pass and loss under bfloat16 autocast (weights, gradients
     # and optimizer stay float32; evaluations run in float32); ~1.3-1.5x the training images/s
-    # of fp32 on this AVX-512 BF16 CPU (AMX not measured), far slower on CPUs with neither
-    # (the loop warns: use fp32 there).
+    # of fp32 on this AVX-512 BF16 CPU (AMX not measured), far slower on x86 CPUs with
+    # neither (the loop warns: use fp32 there; other CPUs are not judged).
     # fp32: no autocast. fp16: float16 autocast with a gradient scaler, CUDA only
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
     # the PublicTest metric that picks the kept epoch (PrivateTest is never used to choose)
