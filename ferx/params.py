@@ -130,13 +130,15 @@ class TrainParams(Section):
     # decay of an exponential moving average of the weights (torch.optim.swa_utils), updated
     # every step; when on, the average is what is evaluated and kept; 0 turns it off
     ema: Float = Field(0.0, ge=0, lt=1)
-    # bf16 (the default since ablations/precision.yaml found its PublicTest cost inside the
-    # noise): the training forward pass and loss under bfloat16 autocast (weights, gradients
-    # and optimizer stay float32; evaluations run in float32); ~1.3-1.5x the training images/s
-    # of fp32 on this AVX-512 BF16 CPU (AMX not measured), far slower on x86 CPUs with
-    # neither (the loop warns: use fp32 there; other CPUs are not judged).
-    # fp32: no autocast. fp16: float16 autocast with a gradient scaler, CUDA only
-    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    # auto (the default): bf16 where the hardware computes in bf16 (x86 CPUs with AVX-512 BF16
+    # or AMX, kernels not capped below them; CUDA devices with bf16), fp32 everywhere else
+    # (AVX2-only x86, other CPUs until measured); metrics/train.json records what ran.
+    # bf16: the training forward pass and loss under bfloat16 autocast (weights, gradients
+    # and optimizer stay float32; evaluations run in float32); its PublicTest cost was inside
+    # the noise (ablations/precision.yaml), 1.3-1.6x fp32's speed with AVX-512 BF16, 19x
+    # slower than fp32 on an AVX2-only CPU (the loop warns). fp32: no autocast. fp16: float16
+    # autocast with a gradient scaler, CUDA only
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # the PublicTest metric that picks the kept epoch (PrivateTest is never used to choose)
     select_metric: SelectMetric = "accuracy"
     augment: AugmentParams = AugmentParams()

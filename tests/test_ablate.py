@@ -18,7 +18,14 @@ from ferx.experiments.frontier import frontier_points, pareto
 from ferx.experiments.queue import Task, parse_status, wait_for
 from ferx.experiments.spec import SpecError, load_spec, make_rows, make_runs
 from ferx.experiments.stats import mean_std, paired_bootstrap
-from ferx.experiments.table import run_figures
+from ferx.experiments.table import (
+    Result,
+    markdown,
+    precision_note,
+    run_figures,
+    table_records,
+    varies_precision,
+)
 from tests.conftest import PROJECT_ROOT, dvc, git, make_dvc_project
 
 TWO = {
@@ -198,6 +205,87 @@ def test_an_older_summary_gives_missing_figures_not_a_key_error():
     figures = run_figures({"source": "real", "baseline": {"private": {"accuracy": 0.6}}})
     assert figures["private_accuracy"] == 0.6 and figures["public_accuracy"] is None
     assert figures["gflops"] is None and run_figures(None)["public_macro_f1"] is None
+
+
+ONE = {**TWO, "factors": {"smooth": TWO["factors"]["smooth"]}}  # two rows
+
+
+def _finished(tmp_path, spec_content, trained_in: dict[tuple[int, int], str]):
+    """The spec's runs and a Result for each, its summary saying the precision it trained in
+    (row, seed) -> precision, on the machine that implies, each right on the same faces."""
+    spec = load_spec(_spec(tmp_path, spec_content), tmp_path / "params.yaml")
+    runs = make_runs(spec, yaml.safe_load((tmp_path / "params.yaml").read_text()), (0, 1))
+    found = []
+    for run in runs:
+        precision = trained_in[run.row.index, run.seed]
+        metrics = {
+            "source": "real",
+            "machine": "CPU AVX512 + AMX, 2 threads"
+            if precision == "bf16"
+            else "CPU AVX2, 2 threads",
+            "baseline": {
+                "public": {"accuracy": 0.6 + run.seed / 100, "macro_f1": 0.5},
+                "private": {"accuracy": 0.61, "macro_f1": 0.5},
+                "precision": precision,
+            },
+        }
+        experiment = queue.Experiment(run.name, "1" * 40, "2" * 40, "T", run.resolved, metrics)
+        correct = np.array([1, 0] * 50, dtype=np.uint8)
+        found.append(Result(run, experiment, correct))
+    return spec, runs, found
+
+
+def test_runs_trained_in_different_precisions_are_never_pooled_or_compared(tmp_path):
+    # train.precision: auto on two kinds of CPU: seed 0 of row 0 in bf16, the rest in fp32
+    spec, runs, found = _finished(
+        tmp_path, ONE, {(0, 0): "bf16", (0, 1): "fp32", (1, 0): "fp32", (1, 1): "fp32"}
+    )
+    rows = table_records(runs, found, compare_precisions=varies_precision(spec))
+    assert rows[0]["status"] == "mixed precision" and "public_accuracy" not in rows[0]
+    assert "bf16 and fp32" in rows[0]["not_pooled"]
+    assert rows[0]["machines"] == ["CPU AVX2, 2 threads", "CPU AVX512 + AMX, 2 threads"]
+    assert rows[1]["precision"] == "fp32" and rows[1]["public_accuracy"]["mean"] == 0.605
+    assert "public_delta" not in rows[1] and "not pooled" in rows[1]["not_compared"]
+    text = markdown(spec, rows)
+    assert "**mixed**: bf16 / fp32" in text and "row 0: its runs trained in bf16 and fp32" in text
+    note = precision_note(spec, found)
+    assert note.startswith("this study's runs trained in bf16 and fp32: train.precision: auto")
+    # each row in one precision, but not the same: pooled, not compared
+    spec, runs, found = _finished(
+        tmp_path, ONE, {(0, 0): "bf16", (0, 1): "bf16", (1, 0): "fp32", (1, 1): "fp32"}
+    )
+    rows = table_records(runs, found, compare_precisions=varies_precision(spec))
+    assert rows[0]["precision"] == "bf16" and "public_accuracy" in rows[1]
+    assert rows[1]["not_compared"] == "row 0 trained in bf16, this row in fp32"
+    assert "public_delta" not in rows[1]
+    # one precision throughout: pooled and compared, no note
+    spec, runs, found = _finished(tmp_path, ONE, {(r, s): "fp32" for r in (0, 1) for s in (0, 1)})
+    rows = table_records(runs, found, compare_precisions=varies_precision(spec))
+    assert "public_delta" in rows[1] and precision_note(spec, found) is None
+
+
+def test_a_spec_that_sets_the_precision_compares_its_rows_as_today(tmp_path):
+    study = {"name": "prec", "base": {"train.precision": "fp32"}}
+    study |= {"factors": {"bf16": {"train.precision": "bf16"}}}
+    spec, runs, found = _finished(
+        tmp_path, study, {(0, 0): "fp32", (0, 1): "fp32", (1, 0): "bf16", (1, 1): "bf16"}
+    )
+    assert varies_precision(spec) and precision_note(spec, found) is None
+    rows = table_records(runs, found, compare_precisions=varies_precision(spec))
+    assert rows[1]["precision"] == "bf16" and "public_delta" in rows[1]
+    assert "not_compared" not in rows[1]
+
+
+def test_an_older_record_without_a_recorded_precision_falls_back_on_its_params(tmp_path):
+    _, runs, found = _finished(
+        tmp_path,
+        {**ONE, "base": {"train.precision": "bf16"}},
+        {(r, s): "bf16" for r in (0, 1) for s in (0, 1)},
+    )
+    for result in found:
+        del result.experiment.metrics["baseline"]["precision"]  # written before it was kept
+    rows = table_records(runs, found)
+    assert rows[0]["precision"] == "bf16" and "public_delta" in rows[1]
 
 
 # --- the queue ------------------------------------------------------------------------

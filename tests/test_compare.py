@@ -89,15 +89,21 @@ def test_recall_records_name_class_model_and_split():
 
 
 def test_summary_holds_the_headline_numbers_of_both_models_and_nothing_per_class():
+    bits = {"device": "cpu", "cpu_capability": "AVX2", "cpu_features": ["AVX2"], "threads": 2}
     runs = {
-        "baseline": {"best_epoch": 42, "seconds": 1981.0},
+        "baseline": {"best_epoch": 42, "seconds": 1981.0, "reproducibility": bits},
         "improved": {"best_epoch": 0, "kept_start": True, "seconds": 185.9},
     }
+    runs["baseline"]["reproducibility"]["precision"] = "fp32"  # what train.precision ran as
     costs = {
         m: {"gflops": 0.005853, "parameters": 56951, "efficiency": e}
         for m, e in (("baseline", 1095.4), ("improved", 1100.0))
     }
     result = summary(REPORTS, runs, costs)
+    assert result["baseline"]["precision"] == "fp32" and "precision" not in result["improved"]
+    assert result["machine"] == "CPU AVX2, 2 threads"
+    runs["improved"]["reproducibility"] = {**bits, "precision": "bf16"}
+    assert summary(REPORTS, runs, costs)["improved"]["precision"] == "bf16"
     assert result["baseline"]["private"] == {
         "accuracy": 0.64,
         "macro_f1": 0.54,
@@ -112,7 +118,8 @@ def test_summary_holds_the_headline_numbers_of_both_models_and_nothing_per_class
     def leaves(node):
         return sum(leaves(v) for v in node.values()) if isinstance(node, dict) else 1
 
-    assert leaves(result) == 28  # the columns `dvc exp show` gets: a table that fits a screen
+    # the columns `dvc exp show` gets: a table that fits a screen
+    assert leaves(summary(REPORTS, runs, costs)) == 31
     without_tta = {
         s: {m: {k: v for k, v in r.items() if k != "tta"} for m, r in by.items()}
         for s, by in REPORTS.items()

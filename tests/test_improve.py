@@ -6,12 +6,14 @@ import pytest
 import torch
 import yaml
 
+from ferx.cpu import cpu_features, cpu_model
 from ferx.models.checkpoint import load_model
+from ferx.training.precision import resolve_precision
 from tests.conftest import PROJECT_ROOT, run_stage
 
 TINY = {
     "prepare": {"synthetic": {"n_samples": 150}},
-    "train": {"epochs": 1, "batch_size": 32, "precision": "bf16"},  # bf16: the default, said
+    "train": {"epochs": 1, "batch_size": 32},  # precision: auto, the default
     "runtime": {"threads": 1},
 }
 
@@ -187,7 +189,13 @@ def test_each_training_records_what_decided_its_bits(trained):
     assert record["torch"] == torch.__version__
     assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert record["threads"] == 1  # TINY's runtime.threads
-    assert record["precision"] == TINY["train"]["precision"]
+    # train.precision: auto, as it resolved here (what ran, never "auto")
+    expected = resolve_precision("auto", torch.device("cpu"))
+    assert (record["precision"], record["precision_reason"]) == (
+        expected.precision,
+        expected.reason,
+    )
+    assert record["cpu"] == cpu_model() and record["cpu_features"] == cpu_features()
     assert record["device"] == "cpu"
     assert record["memory_format"] == "channels_last" and record["eval_batch_size"] == 64
     assert set(record["environment"]) <= {
@@ -215,8 +223,22 @@ def test_an_instruction_set_cap_is_recorded(tmp_path):
             [sys.executable, script], cwd=tmp_path, env=env, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
-    # bf16 (TINY's, the default) capped at AVX2 runs its slow path: the stage says so
-    assert "warning: train.precision: bf16, but " in result.stderr
+    # auto (TINY's, the default) capped at AVX2 trains in fp32, says so and warns of nothing
+    assert "train: precision auto -> fp32 (" in result.stdout
+    assert "warning: train.precision" not in result.stderr
     record = json.loads((tmp_path / "metrics/train.json").read_text())["reproducibility"]
     assert record["cpu_capability"] == "AVX2"
     assert record["environment"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert record["precision"] == "fp32"
+    # an explicit bf16 there runs its slow path (kept short: one epoch of 70 faces), warned
+    explicit = {**params, "train": {**TINY["train"], "precision": "bf16"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(explicit))
+    result = subprocess.run(
+        [sys.executable, script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning: train.precision: bf16, but " in result.stderr
+    assert (
+        json.loads((tmp_path / "metrics/train.json").read_text())["reproducibility"]["precision"]
+        == "bf16"
+    )

@@ -625,33 +625,3 @@ def test_bf16_precision_trains_under_autocast_with_float32_weights(tmp_path, mon
     again, _ = run(tmp_path, quick(epochs=1, precision="bf16"), "bf16_again")
     for key, value in again.state_dict().items():
         assert torch.equal(value, state[key]), key  # deterministic on one machine
-
-
-def test_bf16_on_a_cpu_without_native_bfloat16_is_warned_about(monkeypatch):
-    from ferx.training import loop
-
-    cpu = torch.device("cpu")
-    features = {"bf16": True, "amx": False, "capability": "AVX512"}
-    monkeypatch.setattr(loop.platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: features["bf16"])
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: features["amx"])
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: features["capability"])
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    assert loop.slow_bf16_warning("bf16", cpu) is None  # AVX-512 BF16: no warning
-    features.update(bf16=False, amx=True)
-    assert loop.slow_bf16_warning("bf16", cpu) is None  # AMX alone is native too
-    features.update(amx=False)
-    assert "neither AVX-512 BF16 nor AMX" in loop.slow_bf16_warning("bf16", cpu)
-    assert loop.slow_bf16_warning("fp32", cpu) is None
-    assert loop.slow_bf16_warning("bf16", torch.device("cuda")) is None
-    features.update(bf16=True, capability="AVX2")
-    assert "capped at AVX2 (ATEN_CPU_CAPABILITY)" in loop.slow_bf16_warning("bf16", cpu)
-    features.update(capability="AVX512")
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core")  # AVX-512 without BF16
-    message = loop.slow_bf16_warning("bf16", cpu)
-    assert "AVX512_CORE (ONEDNN_MAX_CPU_ISA)" in message and "train.precision=fp32" in message
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
-    assert loop.slow_bf16_warning("bf16", cpu) is None
-    monkeypatch.setattr(loop.platform, "machine", lambda: "aarch64")  # not judged
-    features.update(bf16=False)
-    assert loop.slow_bf16_warning("bf16", cpu) is None

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ferx.cpu import machine_label
 from ferx.labels import CLASS_NAMES, EVAL_SPLITS, SPLIT_TITLES
 
 MODELS = ("baseline", "improved")
@@ -61,13 +62,17 @@ def summary(
     runs: dict[str, dict[str, Any]],
     costs: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """The headline numbers of both models, the one file DVC shows as metrics (28 columns in
+    """The headline numbers of both models, the one file DVC shows as metrics (31 columns in
     `dvc exp show`): per split accuracy, macro-F1 and Disgust recall, and the test-time
-    augmented accuracy beside them (`tta_accuracy`, when evaluate.tta is on); the kept epoch
-    and training minutes; GFLOPs, parameters and efficiency (single view). Balanced accuracy
-    and per-class figures stay in metrics/eval/. `runs` holds the train
-    and improve metrics by model, `costs` the cost stage's figures by model."""
+    augmented accuracy beside them (`tta_accuracy`, when evaluate.tta is on); the kept epoch,
+    training minutes and the precision it trained in (train.precision as it ran: auto is
+    resolved per machine); GFLOPs, parameters and efficiency (single view); and the machine
+    the baseline trained on (`machine_label`). Balanced accuracy and per-class figures stay in
+    metrics/eval/. `runs` holds the train and improve metrics by model, `costs` the cost
+    stage's figures by model."""
     out: dict[str, Any] = {"source": reports["private"]["baseline"]["source"]}
+    if bits := runs["baseline"].get("reproducibility"):
+        out["machine"] = machine_label(bits)
     for model in MODELS:
         row: dict[str, Any] = {}
         for short in SPLITS:
@@ -81,6 +86,8 @@ def summary(
         if "kept_start" in run:
             row["kept_start"] = run["kept_start"]
         row["train_minutes"] = round(run["seconds"] / 60, 1)
+        if precision := (run.get("reproducibility") or {}).get("precision"):
+            row["precision"] = precision
         row["gflops"] = round(cost["gflops"], 5)
         row["parameters"] = cost["parameters"]
         row["efficiency"] = round(cost["efficiency"], 1)

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ferx.analysis.report import MODELS, ReportError
+from ferx.analysis.report import MODELS, ReportError, trained_how
 from ferx.labels import CLASS_NAMES
 
 FILES = (
@@ -146,6 +146,11 @@ def model_card(root: str | Path = ".") -> str:
         if improve.get("kept_start")
         else f"improve kept epoch {improve['best_epoch']} of {improve['epochs_run']}"
     )
+    how = "; ".join(
+        f"{model} {text}"
+        for model, run in (("baseline", train), ("improved", improve))
+        if (text := trained_how(run))
+    )
     results = [
         "| model | PrivateTest accuracy | macro-F1 | with TTA | PublicTest accuracy |",
         "|---|---:|---:|---:|---:|",
@@ -178,6 +183,7 @@ Two models from one `dvc repro` of ferx (this repository): `baseline`, the
 ({improve["weighting"]} weighting, {improve["retrain"]} layers) for the rare classes. Files:
 `models/baseline.pt`, `models/improved.pt` (PyTorch state dicts, loaded with
 `weights_only=True`) and `models/*.onnx` (ONNX, checked against PyTorch on PrivateTest).
+{f"How they trained: {how}." if how else ""}
 
 ## Intended use
 

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ferx.cpu import machine_label
 from ferx.errors import UserError
 from ferx.labels import CLASS_NAMES, PROBE_SETS
 
@@ -127,6 +128,21 @@ def _data(src: _Sources) -> tuple[str, str]:
     return prep["source"], _section("data", "Data", body, src.since(start))
 
 
+def trained_how(run: dict[str, Any]) -> str:
+    """How a training ran, for a reader: its precision (train.precision as resolved on that
+    machine, and why) and the machine, from the `reproducibility` record of its metrics file
+    ('' for a file written before ferx recorded it)."""
+    bits = run.get("reproducibility") or {}
+    if "precision" not in bits:
+        return ""
+    precision = {"fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}.get(
+        bits["precision"], bits["precision"]
+    )
+    why = bits.get("precision_reason")
+    where = " ".join(part for part in (bits.get("cpu"), f"({machine_label(bits)})") if part)
+    return f"trained in {precision}" + (f" ({why})" if why else "") + f" on {where}"
+
+
 def _kept_row(src: _Sources, live_dir: str, epoch: int) -> dict[str, float | None]:
     # the training split's accuracy and loss at the kept epoch, from DVCLive's per-epoch files
     out: dict[str, float | None] = {}
@@ -150,7 +166,9 @@ def _training(src: _Sources) -> str:
     body = (
         f"<p>Kept epoch: <b>{epoch}</b> of {train['epochs_run']}, the best "
         f"<b>{_e(train['select_metric'])}</b>; PrivateTest chose nothing and is reported. "
-        f"{train['seconds_per_epoch']} s per epoch, {train['seconds'] / 60:.1f} min in all.</p>"
+        f"{train['seconds_per_epoch']} s per epoch, {train['seconds'] / 60:.1f} min in all"
+        + (f"; {_e(how)}" if (how := trained_how(train)) else "")
+        + ".</p>"
         + _table(["split (kept epoch)", "accuracy", "cross-entropy loss"], rows)
         + '<div class="row">'
         + src.image("plots/train/loss.png", "loss per epoch")

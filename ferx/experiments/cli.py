@@ -39,7 +39,14 @@ from ferx.experiments.spec import (
     read_params_file,
 )
 from ferx.experiments.stats import correct_from_text
-from ferx.experiments.table import MODEL, Result, markdown, table_records
+from ferx.experiments.table import (
+    MODEL,
+    Result,
+    markdown,
+    precision_note,
+    table_records,
+    varies_precision,
+)
 from ferx.params import DEFAULT_PARAMS_PATH, ParamsError
 
 PUBLIC_EVAL = f"metrics/eval/{MODEL}_public_test.json"  # holds which faces were right
@@ -306,7 +313,10 @@ def run(
             "writes the table"
         )
         return 0
-    rows = table_records(runs, results(runs, done))
+    finished = results(runs, done)
+    if note := precision_note(spec, finished):
+        print(f"ablate: {note}", file=sys.stderr)
+    rows = table_records(runs, finished, compare_precisions=varies_precision(spec))
     missing = [r.name for r in runs if r.name not in done]
     if not missing:
         print(write_outputs(spec, rows, out_root / spec.name))

@@ -59,7 +59,29 @@ def run_figures(metrics: dict[str, Any] | None) -> dict[str, float | None]:
     }
     for key in ("gflops", "efficiency", "train_minutes"):
         figures[key] = model.get(key)
+    figures["machine"] = (metrics or {}).get("machine")  # device, instruction set, threads
     return figures
+
+
+def resolved_precision(result: Result) -> str | None:
+    """The precision a run trained in: as its summary.json records it, else (an older file)
+    as its params set it; None where neither tells (`auto` before ferx recorded it)."""
+    model = (result.experiment.metrics or {}).get(MODEL) or {}
+    if model.get("precision"):
+        return model["precision"]
+    asked = (result.experiment.params.get("train") or {}).get("precision")
+    return asked if asked and asked != "auto" else None
+
+
+def varies_precision(spec: Spec) -> bool:
+    """Whether the spec sets train.precision itself (in a factor or its base): then rows of
+    other precisions are what it compares, as any spec compares what its factors set."""
+    return any("train.precision" in settings for settings in [spec.base, *spec.factors.values()])
+
+
+def precisions(results: list[Result]) -> list[str]:
+    """The resolved precisions among `results` (unknown ones left out), sorted."""
+    return sorted({p for r in results if (p := resolved_precision(r)) is not None})
 
 
 def _pooled(values: list[float | None]) -> dict[str, float] | None:
@@ -82,8 +104,16 @@ def _difference(row: list[Result], reference: list[Result]) -> Difference | None
 
 
 def row_record(
-    row: Row, runs: list[Run], results: list[Result], reference: list[Result]
+    row: Row,
+    runs: list[Run],
+    results: list[Result],
+    reference: list[Result],
+    compare_precisions: bool = False,
 ) -> dict[str, Any]:
+    """A row's record: its runs, and their figures pooled over seeds with the difference from
+    row 0, where they may be: runs that trained in different precisions (train.precision:
+    auto on different CPUs) are never pooled, nor compared with row 0 unless the spec varies
+    train.precision itself (`compare_precisions`)."""
     missing = [run.name for run in runs if run.name not in {r.run.name for r in results}]
     record: dict[str, Any] = {"row": row.index, "label": row.label, "on": dict(row.on)}
     record["status"] = "done" if not missing else "incomplete"
@@ -95,12 +125,26 @@ def row_record(
             "commit": r.experiment.baseline[:7],
             "source": (r.experiment.metrics or {}).get("source"),
             **run_figures(r.experiment.metrics),
+            "precision": resolved_precision(r),
         }
         for r in results
     ]
     if missing:
         record["missing"] = missing
     if not results:
+        return record
+    ours = precisions(results)
+    if len(ours) == 1:
+        record["precision"] = ours[0]
+    machines = sorted({str(run["machine"]) for run in record["runs"] if run["machine"]})
+    if machines:
+        record["machines"] = machines  # more than one: the seeds' bits came from unlike setups
+    if len(ours) > 1:
+        record["status"] = "mixed precision"
+        record["not_pooled"] = (
+            f"its runs trained in {' and '.join(ours)} (train.precision: auto resolves per "
+            "machine): not pooled"
+        )
         return record
     for key in [k for k, _, _ in FIGURES] + ["gflops", "efficiency", "train_minutes"]:
         pooled = _pooled([run[key] for run in record["runs"]])
@@ -115,7 +159,13 @@ def row_record(
     ):
         record["tta"] = name
         record["tta_gflops"] = record["gflops"]["mean"] * TTA_VIEWS.get(name, 1)
-    if row.index > 0:
+    theirs = precisions(reference)
+    unlike = len(ours) == 1 and len(theirs) == 1 and ours != theirs and not compare_precisions
+    if row.index > 0 and len(theirs) > 1:
+        record["not_compared"] = "row 0's runs are not pooled (mixed precision)"
+    elif row.index > 0 and unlike:
+        record["not_compared"] = f"row 0 trained in {theirs[0]}, this row in {ours[0]}"
+    elif row.index > 0:
         difference = _difference(results, reference)
         if difference is not None:
             record["public_delta"] = {
@@ -127,7 +177,9 @@ def row_record(
     return record
 
 
-def table_records(runs: list[Run], results: list[Result]) -> list[dict[str, Any]]:
+def table_records(
+    runs: list[Run], results: list[Result], compare_precisions: bool = False
+) -> list[dict[str, Any]]:
     by_row: dict[int, list[Run]] = {}
     for run in runs:
         by_row.setdefault(run.row.index, []).append(run)
@@ -135,7 +187,24 @@ def table_records(runs: list[Run], results: list[Result]) -> list[dict[str, Any]
     pooled = {i: [done[r.name] for r in rs if r.name in done] for i, rs in by_row.items()}
     reference = pooled.get(0, [])
     rows = {run.row.index: run.row for run in runs}
-    return [row_record(rows[i], by_row[i], pooled[i], reference) for i in sorted(rows)]
+    return [
+        row_record(rows[i], by_row[i], pooled[i], reference, compare_precisions)
+        for i in sorted(rows)
+    ]
+
+
+def precision_note(spec: Spec, results: list[Result]) -> str | None:
+    """One line when a study's runs trained in more than one precision without the spec asking
+    for it: they ran on unlike CPUs with train.precision: auto."""
+    found = precisions(results)
+    if len(found) < 2 or varies_precision(spec):
+        return None
+    return (
+        f"this study's runs trained in {' and '.join(found)}: train.precision: auto resolved "
+        "differently on the CPUs they ran on (bf16 where it is native, else fp32); runs of "
+        "different precisions are neither pooled nor compared. Finish the study on one kind "
+        "of CPU, or set train.precision in the spec's base"
+    )
 
 
 def _pct(figure: dict[str, float] | None, seeds: int) -> str:
@@ -150,6 +219,18 @@ def _delta(delta: dict[str, Any] | None) -> str:
         return ""
     text = f"{100 * delta['mean']:+.2f} [{100 * delta['low']:+.2f}, {100 * delta['high']:+.2f}]"
     return text + (" within noise" if delta["within_noise"] else " **outside noise**")
+
+
+def _trained(record: dict[str, Any]) -> str:
+    """The precision and machine a row's runs trained in and on, **mixed** where they differ."""
+    kinds = sorted({run["precision"] for run in record["runs"] if run.get("precision")})
+    machines = record.get("machines") or []
+    parts = [
+        ("**mixed**: " if len(values) > 1 else "") + " / ".join(values)
+        for values in (kinds, machines)
+        if values
+    ]
+    return "; ".join(parts)
 
 
 def _spec_settings(spec: Spec) -> tuple[str, str]:
@@ -168,7 +249,7 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
     head += ["PublicTest macro-F1 %", "PrivateTest acc %", "PrivateTest macro-F1 %"]
     if with_tta:
         head += ["PublicTest TTA %", "PrivateTest TTA %"]
-    head += ["GFLOPs", "efficiency", "train min", "commit"]
+    head += ["GFLOPs", "efficiency", "train min", "trained in, on", "commit"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         n = len(r["seeds"])
@@ -181,11 +262,16 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
             cells += [_pct(r.get("public_tta_accuracy"), n), _pct(r.get("private_tta_accuracy"), n)]
         gflops, eff, minutes = (r.get(k) for k in ("gflops", "efficiency", "train_minutes"))
         cells += [f"{gflops['mean']:.5f}" if gflops else "", f"{eff['mean']:.0f}" if eff else ""]
-        cells += [f"{minutes['mean']:.1f}" if minutes else ""]
+        cells += [f"{minutes['mean']:.1f}" if minutes else "", _trained(r)]
         cells += [", ".join(sorted({run["commit"] for run in r["runs"]}))]
         lines.append("| " + " | ".join(cells) + " |")
     sources = sorted({str(run["source"]) for r in records for run in r["runs"]})
     settings, base = _spec_settings(spec)
+    apart = [
+        f"row {r['row']}: {r.get('not_pooled') or r['not_compared']}"
+        for r in records
+        if r.get("not_pooled") or r.get("not_compared")
+    ]
     experiments = "; ".join(
         f"row {r['row']}: " + ", ".join(run["experiment"] for run in r["runs"]) for r in records
     )
@@ -202,6 +288,10 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
             "chose nothing and is reported. Efficiency = PrivateTest accuracy % / GFLOPs "
             "(single view).",
             INTERVAL_NOTE,
+            "Trained in, on: the precision each run trained in (train.precision as resolved on "
+            "its machine) and the machine (device, kernels' instruction set, threads); "
+            "**mixed** where a row's seeds differ in it (their bits are not comparable).",
+            *([f"Not pooled or not compared: {'; '.join(apart)}."] if apart else []),
             f"Experiments (`dvc exp show -A`, or runs.json beside this table): {experiments}.",
             "",
         ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ferx.data.splits import load_split
-from ferx.errors import UserError
 from ferx.labels import EVAL_SPLITS, SPLITS
 from ferx.metrics import summary_metrics
 from ferx.models.checkpoint import save_state
@@ -32,6 +30,12 @@ from ferx.models.inference import memory_format, predict_logits
 from ferx.params import RuntimeParams, TrainParams
 from ferx.training.augment import augment_batch
 from ferx.training.optim import make_ema, make_optimizer, make_scheduler
+from ferx.training.precision import (
+    AUTOCAST_DTYPES,
+    DeviceError,
+    check_precision,
+    resolve_precision,
+)
 from ferx.training.progress import live_log, log_epoch, open_live
 from ferx.training.resume import fingerprint, resume_or_start
 
@@ -83,13 +87,6 @@ class FitResult:
     start: dict[str, float] | None = None
 
 
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # train.precision -> dtype
-
-
-class DeviceError(UserError):
-    """The device or precision asked for cannot be had on this machine."""
-
-
 CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS's deterministic workspace, unless the user set one
 
 
@@ -121,42 +118,6 @@ def deterministic_cuda() -> Iterator[None]:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
-def check_precision(precision: str, device: torch.device) -> None:
-    if precision == "fp16" and device.type != "cuda":
-        raise DeviceError(
-            "train.precision: fp16 needs a CUDA device (runtime.device); on a CPU use bf16"
-        )
-
-
-def slow_bf16_warning(precision: str, device: torch.device) -> str | None:
-    """A warning when bf16 autocast would run without the x86 instructions that make it fast
-    here (AVX-512 BF16 or AMX), or with the instruction set capped below AVX-512: with the caps
-    at AVX2 a 3-epoch training took 172 s against fp32's 20 s (BENCHMARKS.md, "What changes
-    the bits"). Only x86 is judged: other CPUs were never measured."""
-    if precision != "bf16" or device.type != "cpu":
-        return None
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return None
-    capability = torch.backends.cpu.get_cpu_capability()
-    onednn_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    if not (bf16 or amx):
-        why = "this CPU has neither AVX-512 BF16 nor AMX"
-    elif not capability.startswith("AVX512"):
-        why = f"the kernels are capped at {capability} (ATEN_CPU_CAPABILITY)"
-    elif onednn_cap and not any(k in onednn_cap for k in ("BF16", "FP16", "AMX", "AVX10", "ALL")):
-        # oneDNN's ISAs with bf16 dot products: AVX512_CORE_BF16 and everything above it
-        why = f"oneDNN is capped at {onednn_cap} (ONEDNN_MAX_CPU_ISA)"
-    else:
-        return None
-    return (
-        f"warning: train.precision: bf16, but {why}: with the instruction set capped at AVX2 "
-        "bf16 trained 8.6x slower than fp32 (BENCHMARKS.md); train.precision: fp32 in "
-        "params.yaml (or -S train.precision=fp32) is likely faster here"
-    )
-
-
 def choose_device(wanted: str) -> torch.device:
     if wanted == "cuda" and not torch.cuda.is_available():
         raise DeviceError("runtime.device: cuda was asked for but no CUDA device is available")
@@ -176,6 +137,11 @@ def fit(
     `runtime` says how (device, layout, inference batch), never what: it is not fingerprinted."""
     runtime = runtime or RuntimeParams()
     device = choose_device(runtime.device)
+    # auto becomes what runs here (bf16 or fp32): the resume fingerprint and the autocast see
+    # the resolved value, so a checkpoint of one precision never resumes in the other
+    params = params.model_copy(
+        update={"precision": resolve_precision(params.precision, device).precision}
+    )
     check_precision(params.precision, device)
     with deterministic_cuda() if device.type == "cuda" else nullcontext():
         return _fit_on(device, model, splits, params, spec, runtime)

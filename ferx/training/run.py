@@ -10,20 +10,18 @@ from typing import Any
 import torch
 
 from ferx.atomic import write_json
+from ferx.cpu import cpu_features, cpu_model
 from ferx.data.splits import data_source
 from ferx.labels import EVAL_SPLITS
 from ferx.models import ModelConfig, build_model
 from ferx.models.checkpoint import save_model
 from ferx.params import ModelParams, Params, RuntimeParams, TrainParams
 from ferx.plots import plot_curves
-from ferx.training.loop import (
-    CUBLAS_WORKSPACE,
-    RunSpec,
-    Split,
+from ferx.training.loop import CUBLAS_WORKSPACE, RunSpec, Split, choose_device, fit, load_splits
+from ferx.training.precision import (
+    Resolved,
     check_precision,
-    choose_device,
-    fit,
-    load_splits,
+    resolve_precision,
     slow_bf16_warning,
 )
 from ferx.training.progress import history_table
@@ -39,10 +37,11 @@ BITS_ENVIRONMENT = (
 )
 
 
-def bits_record(runtime: RuntimeParams, precision: str) -> dict[str, Any]:
+def bits_record(runtime: RuntimeParams, precision: Resolved) -> dict[str, Any]:
     """What decides the exact bits of a run's numbers besides params and seed. oneDNN and MKL
     promise bitwise-equal results only for one instruction set, thread count and build, so
-    two runs are comparable bit for bit only when all of this matches."""
+    two runs are comparable bit for bit only when all of this matches. `precision` is what
+    ran (train.precision resolved: never auto) and why."""
     device = choose_device(runtime.device)
     environment = {name: os.environ[name] for name in BITS_ENVIRONMENT if name in os.environ}
     if device.type == "cuda":  # what the run had: fit sets it while it trains
@@ -50,9 +49,12 @@ def bits_record(runtime: RuntimeParams, precision: str) -> dict[str, Any]:
     return {
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
-        "precision": precision,
+        "precision": precision.precision,
+        "precision_reason": precision.reason,
         "memory_format": runtime.memory_format,
         "eval_batch_size": runtime.eval_batch_size,
         "environment": environment,
@@ -91,9 +93,13 @@ def train_and_save(
     train_params = train_params or params.train
     # a device or precision this machine lacks is one line before any data is read
     device = choose_device(params.runtime.device)
-    check_precision(train_params.precision, device)
-    if warning := slow_bf16_warning(train_params.precision, device):
+    precision = resolve_precision(train_params.precision, device)
+    check_precision(precision.precision, device)
+    if warning := slow_bf16_warning(precision.precision, device):
         print(warning, file=sys.stderr, flush=True)
+    asked = "" if train_params.precision == precision.precision else "auto -> "
+    print(f"{name}: precision {asked}{precision.precision} ({precision.reason})", flush=True)
+    train_params = train_params.model_copy(update={"precision": precision.precision})
     if params.runtime.threads:
         torch.set_num_threads(params.runtime.threads)
     torch.manual_seed(train_params.seed)
@@ -144,7 +150,7 @@ def train_and_save(
         "seconds": round(result.seconds, 1),
         "seconds_per_epoch": round(result.seconds / max(1, len(result.history)), 2),
         **(extra_metrics or {}),
-        "reproducibility": bits_record(params.runtime, train_params.precision),
+        "reproducibility": bits_record(params.runtime, precision),
     }
     write_json(metrics_path, metrics)
     plot_curves(
