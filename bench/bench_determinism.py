@@ -28,6 +28,8 @@ from pathlib import Path
 
 import yaml
 
+from ferx.cpu import describe_cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
 # name -> (runtime overrides, environment overrides); the first is every other's reference
@@ -93,6 +95,7 @@ def main() -> None:
     parser.add_argument("--n-samples", type=int, default=1500)
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
     args = parser.parse_args()
+    print(describe_cpu(), flush=True)  # no figure without the machine it came from
     with tempfile.TemporaryDirectory(prefix="ferx-bits-") as tmp:
         base = Path(tmp) / "prepared"
         base.mkdir()

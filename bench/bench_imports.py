@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ferx.cpu import describe_cpu  # noqa: E402
 from ferx.training.source_code import import_closure, module_name  # noqa: E402
 
 HEAVY = ("torch", "torchvision", "captum", "matplotlib", "sklearn", "fvcore", "cv2", "dvclive")
@@ -37,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    print(describe_cpu(), flush=True)  # no figure without the machine it came from
     baseline = []
     for _ in range(args.repeats):
         start = time.perf_counter()

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ferx.analysis.cost import latency_ms, onnxruntime_speed, throughput
+from ferx.cpu import describe_cpu
 from ferx.deploy.export import export_onnx
 from ferx.labels import ARCHITECTURES
 from ferx.models import ModelConfig, build_model
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
+    print(describe_cpu(), flush=True)  # no figure without the machine it came from
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()

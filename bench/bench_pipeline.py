@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from ferx.cpu import describe_cpu
+
 
 def stage_names(dvc_yaml: Path) -> list[str]:
     """dvc.yaml's stages in order, matrix stages expanded as DVC names them."""
@@ -88,6 +90,7 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="rerun stages that are up to date")
     parser.add_argument("--md", action="store_true", help="print a markdown table")
     args = parser.parse_args()
+    print(describe_cpu(), flush=True)  # no figure without the machine it came from
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     rows = time_each_stage(env) if args.whole else time_stage_by_stage(env, args.force)
     how = "one dvc repro" if args.whole else "forced" if args.force else "stage-by-stage"

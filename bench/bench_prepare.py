@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ferx.cpu import describe_cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,6 +41,7 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=ROOT.parent / "shared/data/fer2013.csv.gz")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    print(describe_cpu(), flush=True)  # no figure without the machine it came from
     from ferx.data.fercsv import read_fer_csv
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from bench_train import nchw_sliced_forward, pointwise_forward, train_rate
 
+from ferx.cpu import describe_cpu
 from ferx.models import ModelConfig, build_model, layers
 from ferx.params import load_params
 
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--gradients", action="store_true", help="compare gradients, not speed")
     args = parser.parse_args()
+    print(describe_cpu(), flush=True)  # no figure without the machine it came from
     train = load_params(args.params).train
     widths = tuple(train.model.widths)
     if args.gradients:

@@ -15,6 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from ferx.cpu import describe_cpu
 from ferx.models import ModelConfig, build_model
 from ferx.params import AugmentParams, TrainParams
 from ferx.training.augment import augment_batch
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("mode", choices=["eager", "compile"])
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
+    print(describe_cpu(), flush=True)  # no figure without the machine it came from
     torch.manual_seed(0)
     model = build_model(ModelConfig(widths=(32, 64, 128, 256)))
     model = model.to(memory_format=torch.channels_last).train()

@@ -25,6 +25,13 @@ Also the achieved training GFLOP/s against the peak this script assumes (printed
 `--profile N` adds torch.profiler's operators by self CPU time over N training steps, overall
 and by input shape.
 
+    python bench/bench_train.py --auto [--rounds 5] [--seconds 8]
+
+Times the training step of params.yaml's train + runtime sections (train.precision as it
+resolves on this CPU: `auto` gives bf16 where bf16 is native, else fp32) against the same step
+in explicit fp32 and in explicit bf16, alternately in one run, and prints as its last line
+`default (auto -> P) vs explicit Q, the faster here: N.NNx`.
+
     python bench/bench_train.py --default-vs-fp32 [--rounds 5] [--seconds 8]
 
 Times the training step of params.yaml's train + runtime sections and the fp32 eager
@@ -50,12 +57,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ferx.cpu import describe_cpu
 from ferx.labels import ARCHITECTURES
 from ferx.models import ModelConfig, Pointwise, build_model
 from ferx.models.inference import memory_format, predict_logits
 from ferx.params import AugmentParams, RuntimeParams, TrainParams, load_params
 from ferx.training.augment import augment_batch
 from ferx.training.optim import make_ema, make_optimizer, make_scheduler
+from ferx.training.precision import resolve_precision
 
 TRAINING_FACES = 28_709  # FER2013's Training split
 TEST_FACES = 3_589  # PublicTest, and PrivateTest
@@ -302,9 +311,48 @@ def _model_config(train: TrainParams) -> ModelConfig:
 
 
 def _train_step_rate(train: TrainParams, runtime: RuntimeParams, seconds: float) -> float:
+    """The training step's img/s in `train`'s precision as the loop runs it (auto resolved)."""
     widths = tuple(train.model.widths) if train.model.arch == "mini_xception" else None
+    precision = resolve_precision(train.precision, torch.device("cpu")).precision
     return train_rate(
-        runtime.memory_format, train.batch_size, seconds, train.model.arch, train.precision, widths
+        runtime.memory_format, train.batch_size, seconds, train.model.arch, precision, widths
+    )
+
+
+def print_auto(args) -> None:
+    """params.yaml's training step (train.precision as it resolves here) against the same step
+    in explicit fp32 and explicit bf16, alternately in one run: auto should run at the speed
+    of the faster of the two on every CPU."""
+    params = load_params(args.params)
+    resolved = resolve_precision(params.train.precision, torch.device("cpu"))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; default = {args.params}: "
+        f"precision {params.train.precision} -> {resolved.precision} ({resolved.reason}), "
+        f"batch {params.train.batch_size}, {params.runtime.memory_format}"
+    )
+    trains = {
+        "default": params.train,
+        **{p: params.train.model_copy(update={"precision": p}) for p in ("fp32", "bf16")},
+    }
+    rates: dict[str, list[float]] = {name: [] for name in trains}
+    for round_ in range(args.rounds):
+        order = list(trains) if round_ % 2 == 0 else list(trains)[::-1]  # drift hits all alike
+        for name in order:
+            rates[name].append(_train_step_rate(trains[name], params.runtime, args.seconds))
+        print(
+            f"round {round_ + 1}: " + ", ".join(f"{n} {rates[n][-1]:.0f} img/s" for n in trains),
+            flush=True,
+        )
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    faster = max(("fp32", "bf16"), key=median.get)
+    print(
+        f"median img/s: default {median['default']:.0f}, fp32 {median['fp32']:.0f}, "
+        f"bf16 {median['bf16']:.0f}; one FER2013 epoch's steps at the default's rate: "
+        f"{TRAINING_FACES / median['default']:.0f} s"
+    )
+    print(
+        f"default ({params.train.precision} -> {resolved.precision}) vs explicit {faster}, "
+        f"the faster here: {median['default'] / median[faster]:.2f}x"
     )
 
 
@@ -381,7 +429,9 @@ def print_default_vs_fp32(args) -> None:
     rates: dict[str, list[float]] = {"default": [], "fp32": [], "issue day": []}
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; default = "
-        f"{args.params}: precision {params.train.precision}, batch {params.train.batch_size}, "
+        f"{args.params}: precision {params.train.precision} -> "
+        f"{resolve_precision(params.train.precision, torch.device('cpu')).precision}, "
+        f"batch {params.train.batch_size}, "
         f"{params.runtime.memory_format}; fp32 eager = fp32, batch 32, channels_last, with the "
         "1x1 layer of 2026-12-02 (stride on the NCHW view) and with today's"
     )
@@ -410,6 +460,9 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true", help="where an epoch's time goes")
     parser.add_argument(
         "--default-vs-fp32", action="store_true", help="params.yaml's step against fp32 eager"
+    )
+    parser.add_argument(
+        "--auto", action="store_true", help="params.yaml's step against explicit fp32 and bf16"
     )
     parser.add_argument("--params", default=os.environ.get("FERX_PARAMS", "params.yaml"))
     parser.add_argument("--steps", type=int, default=300, help="--breakdown: steps timed")
@@ -443,6 +496,7 @@ def main() -> None:
         help="mini-Xception module widths to time, e.g. 16,32,64,128 32,64,128,256",
     )
     args = parser.parse_args()
+    print(describe_cpu(), flush=True)  # no figure without the machine it came from
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.breakdown:
@@ -451,6 +505,8 @@ def main() -> None:
     args.precision = args.precision or ["fp32"]
     if args.default_vs_fp32:
         return print_default_vs_fp32(args)
+    if args.auto:
+        return print_auto(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     networks = [(arch, None) for arch in args.arch if arch != "mini_xception"]
     if "mini_xception" in args.arch:

@@ -35,6 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ferx.cpu import describe_cpu  # noqa: E402
 from ferx.models import ModelConfig, build_model  # noqa: E402
 from ferx.params import AugmentParams, RuntimeParams, TrainParams  # noqa: E402
 from ferx.training.augment import augment_batch  # noqa: E402
@@ -137,6 +138,7 @@ def main() -> int:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
+    print(describe_cpu(), flush=True)  # no figure without the machine it came from
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here (torch.cuda.is_available() is False)")
         return 2

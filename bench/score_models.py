@@ -12,6 +12,7 @@ import argparse
 import torch
 
 from ferx.analysis.evaluate import evaluate_logits
+from ferx.cpu import describe_cpu
 from ferx.data.splits import load_split
 from ferx.models.checkpoint import load_model
 from ferx.models.inference import predict_logits
@@ -22,6 +23,7 @@ def main() -> None:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--prepared", default="data/prepared")
     args = parser.parse_args()
+    print(describe_cpu(), flush=True)  # no figure without the machine it came from
     splits = {}
     for split in ("public_test", "private_test"):
         x, y = load_split(f"{args.prepared}/{split}.npz")

@@ -42,14 +42,14 @@ CASES = {
         None,
         CPU,
         "fp32",
-        "capped at AVX2 (ATEN_CPU_CAPABILITY)",
+        "capped at AVX2 by ATEN_CPU_CAPABILITY",
     ),
     "onednn-capped": (
         {"bf16": True, "capability": "AVX512"},
         "avx512_core",
         CPU,
         "fp32",
-        "AVX512_CORE (ONEDNN_MAX_CPU_ISA)",
+        "AVX512_CORE by ONEDNN_MAX_CPU_ISA",
     ),
     "onednn-capped-at-bf16": (
         {"bf16": True, "capability": "AVX512"},
@@ -87,11 +87,11 @@ def test_explicit_bf16_without_native_bf16_is_warned_about(machine, monkeypatch)
     assert slow_bf16_warning("fp32", CPU) is None
     assert slow_bf16_warning("bf16", CUDA) is None
     machine.update(bf16=True, capability="AVX2")
-    assert "capped at AVX2 (ATEN_CPU_CAPABILITY)" in slow_bf16_warning("bf16", CPU)
+    assert "capped at AVX2 by ATEN_CPU_CAPABILITY" in slow_bf16_warning("bf16", CPU)
     machine.update(capability="AVX512")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core")  # AVX-512 without BF16
     message = slow_bf16_warning("bf16", CPU)
-    assert "AVX512_CORE (ONEDNN_MAX_CPU_ISA)" in message and "train.precision=auto" in message
+    assert "AVX512_CORE by ONEDNN_MAX_CPU_ISA" in message and "train.precision=auto" in message
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
     assert slow_bf16_warning("bf16", CPU) is None
     machine.update(arch="aarch64", bf16=False)  # not judged: never measured

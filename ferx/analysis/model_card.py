@@ -146,11 +146,11 @@ def model_card(root: str | Path = ".") -> str:
         if improve.get("kept_start")
         else f"improve kept epoch {improve['best_epoch']} of {improve['epochs_run']}"
     )
-    how = "; ".join(
-        f"{model} {text}"
-        for model, run in (("baseline", train), ("improved", improve))
-        if (text := trained_how(run))
-    )
+    hows = {model: trained_how(run) for model, run in (("baseline", train), ("improved", improve))}
+    if hows["baseline"] and hows["baseline"] == hows["improved"]:
+        how = f"both {hows['baseline']}"
+    else:
+        how = "; ".join(f"{model} {text}" for model, text in hows.items() if text)
     results = [
         "| model | PrivateTest accuracy | macro-F1 | with TTA | PublicTest accuracy |",
         "|---|---:|---:|---:|---:|",

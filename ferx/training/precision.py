@@ -47,9 +47,9 @@ def cpu_bf16_missing() -> str | None:
     if not (bf16 or amx):
         return "this CPU has neither AVX-512 BF16 nor AMX"
     if not capability.startswith("AVX512"):
-        return f"the kernels are capped at {capability} (ATEN_CPU_CAPABILITY)"
+        return f"the kernels are capped at {capability} by ATEN_CPU_CAPABILITY"
     if onednn_cap and not any(isa in onednn_cap for isa in _ONEDNN_BF16_ISAS):
-        return f"oneDNN is capped at {onednn_cap} (ONEDNN_MAX_CPU_ISA)"
+        return f"oneDNN is capped at {onednn_cap} by ONEDNN_MAX_CPU_ISA"
     return None
 
 
