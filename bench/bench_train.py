@@ -10,8 +10,9 @@ step: augmentation, forward, backward, the training loop's (fused) Adam step. Pr
 inference images/s at several batch sizes, for each network asked for (default: the
 mini-Xception), and the seconds one FER2013 training epoch (28,709 faces) takes at that rate.
 `--precision bf16` also times the training step under bfloat16 autocast on the CPU (forward
-and loss in bf16 where PyTorch's autocast allows, weights and optimizer in fp32), params.yaml's
-default since 2026-12-04 (fast with AVX-512 BF16; slow on CPUs without native bf16).
+and loss in bf16 where PyTorch's autocast allows, weights and optimizer in fp32), what
+params.yaml's `train.precision: auto` resolves to where bf16 is native (AVX-512 BF16 or AMX);
+slow on CPUs without it, where auto trains in fp32.
 `--widths` times mini-Xceptions of other module widths (`train.model.widths`).
 
     python bench/bench_train.py --breakdown [--steps 300] [--precision fp32 bf16] [--profile 60]

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -18,6 +19,7 @@ from ferx.analysis.model_card import parse_front_matter
 from ferx.data.synthetic import make_synthetic_fer, to_csv_text
 from ferx.labels import CLASS_NAMES
 from ferx.models.checkpoint import load_state
+from ferx.training.precision import resolve_precision
 from tests.browser import CHROMIUM, drawn_divs, offline_dom
 from tests.conftest import dvc, git, make_dvc_project, stages_run
 
@@ -136,6 +138,10 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     } | (EXPLAIN | EVALUATE | EXPORT)
     # the report: one offline page and a model card, from this run's files
     summary = json.loads((root / "metrics/summary.json").read_text())
+    # train.precision: auto as it resolved on this machine, in the table dvc exp show lists
+    ran = resolve_precision("auto", torch.device("cpu")).precision
+    assert summary["baseline"]["precision"] == summary["improved"]["precision"] == ran
+    assert summary["machine"].startswith("CPU ")
     card = parse_front_matter((root / "report/model_card.md").read_text())
     for entry, model in zip(card["model-index"], ("baseline", "improved"), strict=True):
         accuracy = entry["results"][0]["metrics"][0]["value"]
@@ -182,10 +188,11 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     cost = json.loads((root / "metrics/cost.json").read_text())
     assert cost["baseline"]["parameters"] == 199_671 and cost["improved"]["efficiency"] > 0
     assert "0.002" in dvc(root, "exp", "show", "--json").stdout
-    # a readable table: one headline metrics file, at most 30 metric columns
+    # a readable table: one headline metrics file, at most 31 metric columns (28 figures, the
+    # precision each model trained in, the machine)
     workspace = json.loads(dvc(root, "exp", "show", "--json").stdout)[0]["data"]["metrics"]
     assert list(workspace) == ["metrics/summary.json"]
-    assert _leaves(workspace["metrics/summary.json"]["data"]) <= 30
+    assert _leaves(workspace["metrics/summary.json"]["data"]) <= 31
     table = dvc(root, "exp", "show", "--md", "--no-pager").stdout
     assert "improved.private.accuracy" in table
     assert "per_class" not in table and "recall.angry" not in table
