@@ -270,3 +270,31 @@ def test_a_folder_as_the_overlay_and_a_file_named_twice(tmp_path, model_path, ca
     before = photo.read_bytes()
     assert main(["me.png", "--model", model, "--gradcam", "./me.png"]) == 2
     assert "overwritten" in _one_line_error(capsys) and photo.read_bytes() == before
+
+
+def test_an_existing_overlay_is_kept_unless_overwrite_is_given(tmp_path, model_path, capsys):
+    photo, cam = tmp_path / "me.png", tmp_path / "cam.png"
+    _photo(photo)
+    cam.write_bytes(b"an earlier overlay, yours")
+    args = [str(photo), "--model", str(model_path), "--gradcam", str(cam)]
+    assert main(args) == 2
+    assert _one_line_error(capsys) == (
+        f"error: --gradcam {cam} exists; pass --overwrite to replace it, or name another file"
+    )
+    assert cam.read_bytes() == b"an earlier overlay, yours"
+    assert main([*args, "--overwrite"]) == 0
+    assert f"Grad-CAM overlay of {photo}: {cam}" in capsys.readouterr().err
+    assert cam.read_bytes()[:4] == b"\x89PNG"
+    # a derived name (several images: OUT_<name>.png) is an output like any other
+    _photo(tmp_path / "you.png")
+    (tmp_path / "cam_you.png").write_text("kept")
+    several = [str(photo), str(tmp_path / "you.png"), "--model", str(model_path)]
+    assert main([*several, "--gradcam", str(cam)]) == 2
+    assert "cam_you.png exists; pass --overwrite" in _one_line_error(capsys)
+    assert (tmp_path / "cam_you.png").read_text() == "kept"
+    # --overwrite never lets an output land on an input
+    before = photo.read_bytes()
+    assert (
+        main([str(photo), "--model", str(model_path), "--gradcam", str(photo), "--overwrite"]) == 2
+    )
+    assert "is the input" in _one_line_error(capsys) and photo.read_bytes() == before

@@ -198,3 +198,18 @@ def test_gradcam_on_a_video_is_a_clear_error(tmp_path, model_path, capsys):
     args = [str(tmp_path / "clip.mp4"), "--model", str(model_path)]
     assert main([*args, "--gradcam", str(tmp_path / "cam.png")]) == 2
     assert "--gradcam is for images" in _error_of(capsys)
+
+
+@pytest.mark.parametrize("flag", ["--video-out", "--csv"])
+def test_an_existing_video_or_timeline_is_kept_unless_overwrite_is_given(
+    tmp_path, model_path, capsys, flag
+):
+    _clip(tmp_path / "clip.mp4", frames=2)
+    out = tmp_path / ("out.mp4" if flag == "--video-out" else "out.csv")
+    out.write_text("yours")
+    args = [str(tmp_path / "clip.mp4"), "--model", str(model_path), flag, str(out)]
+    assert main(args) == 2
+    assert f"{flag} {out} exists; pass --overwrite" in _error_of(capsys)
+    assert out.read_text() == "yours"
+    assert main([*args, "--overwrite"]) == 0
+    assert out.read_bytes() != b"yours"

@@ -1,6 +1,6 @@
 """Where `ferx-predict` writes, and what it never writes over: the Grad-CAM overlay names
-(one per image, none shared), the check that no output is an input or another output, and
-the overlays themselves."""
+(one per image, none shared), the check that no output is an input, another output or (without
+--overwrite) an existing file, and the overlays themselves."""
 
 from __future__ import annotations
 
@@ -62,15 +62,20 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def clashing_output(outputs: list[tuple[str, Path]], inputs: list[Path]) -> str | None:
-    """Why these outputs may not be written (one is an input or a folder, or two are one
-    file), or None."""
+def clashing_output(
+    outputs: list[tuple[str, Path]], inputs: list[Path], overwrite: bool = False
+) -> str | None:
+    """Why these outputs may not be written (one is an input or a folder, two are one file,
+    or one exists already and `overwrite` is off), or None. An input is never written over,
+    --overwrite or not."""
     for i, (flag, out) in enumerate(outputs):
         if out.is_dir():
             return f"{flag} {out} is a folder: name a file"
         for source in inputs:
             if _same_file(out, source):
                 return f"{flag} {out} is the input {source}; it would be overwritten: name another"
+        if not overwrite and (out.exists() or out.is_symlink()):
+            return f"{flag} {out} exists; pass --overwrite to replace it, or name another file"
         for other_flag, other in outputs[:i]:
             if _same_file(out, other):
                 return f"{flag} {out} and {other_flag} {other} are the same file: name two files"

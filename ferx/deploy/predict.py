@@ -200,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         "--margin", type=float, default=0.2, help="face crop margin (fraction of the box)"
     )
     parser.add_argument("--gradcam", type=Path, metavar="OUT.png", help="write Grad-CAM overlays")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing output files (--gradcam, --video-out, --csv); inputs never",
+    )
     video = parser.add_argument_group("videos")
     video.add_argument(
         "--video-out", type=Path, metavar="OUT.mp4", help="the video with faces boxed, labelled"
@@ -233,8 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     targets = gradcam_targets(args.gradcam, files) if args.gradcam and files else {}
     outputs = [(flag, out) for flag, out in (("--video-out", args.video_out), ("--csv", args.csv))]
     outputs += [("--gradcam", target) for target in targets.values()]
-    clash = clashing_output([(f, o) for f, o in outputs if o is not None], [*files, model_path])
-    if clash:  # before any work: a source video, photo or model is never written over
+    clash = clashing_output(
+        [(f, o) for f, o in outputs if o is not None], [*files, model_path], args.overwrite
+    )
+    if clash:  # before any work: a source video, photo, model or earlier result is kept
         return _error(clash)
     try:
         model, meta = load_any_model(model_path)
