@@ -175,6 +175,16 @@ def test_an_onnx_file_that_is_no_ferx_model_is_refused(tmp_path):
     )
     with pytest.raises(OnnxModelError, match="not a ferx ONNX model"):
         OnnxModel(tmp_path / "other.onnx")
+    # a damaged or foreign `ferx` entry in the metadata: one line, no traceback
+    import onnx
+
+    for raw, message in (("{not json", "metadata is not valid JSON"), ("[1, 2]", "not a ferx")):
+        proto = onnx.load(str(tmp_path / "other.onnx"))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "ferx", raw
+        onnx.save(proto, str(tmp_path / "damaged.onnx"))
+        with pytest.raises(OnnxModelError, match=message):
+            OnnxModel(tmp_path / "damaged.onnx")
 
 
 def test_softmax_rows_sum_to_one_and_keep_the_order():

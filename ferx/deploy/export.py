@@ -89,7 +89,14 @@ class OnnxModel:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise OnnxModelError(f"{self.path}: not a loadable ONNX model ({first})") from None
         raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
-        self.meta: dict[str, Any] = json.loads(raw) if raw else {}
+        try:
+            meta = json.loads(raw) if raw else {}
+        except json.JSONDecodeError as exc:
+            raise OnnxModelError(
+                f"{self.path}: its '{META_KEY}' metadata is not valid JSON ({exc.msg}, "
+                f"character {exc.pos}); export the model again with `dvc repro export`"
+            ) from None
+        self.meta: dict[str, Any] = meta if isinstance(meta, dict) else {}
         if self.meta.get("class_names") != list(CLASS_NAMES):
             raise OnnxModelError(
                 f"{self.path}: not a ferx ONNX model (no class names "
