@@ -130,13 +130,21 @@ def test_fp16_with_its_gradient_scaler_resumes_bit_for_bit(tmp_path, monkeypatch
 
 
 @needs_cuda
-@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16", "auto"])
 def test_a_cuda_run_repeats_itself_bit_for_bit(tmp_path, precision):
-    first = _fit(tmp_path, precision, "cuda", "a")
+    if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip(f"{torch.cuda.get_device_name()} has no native bf16 (auto trains in fp32)")
+    settings = []  # as they are while the run trains (fit puts them back when it ends)
+
+    def during(history):
+        settings.append(
+            (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+        )
+
+    first = _fit(tmp_path, precision, "cuda", "a", on_epoch_end=during)
     second = _fit(tmp_path, precision, "cuda", "b")
     assert _rows(first.history) == _rows(second.history)  # every metric but the wall time
     assert first.best_epoch == second.best_epoch
     for key, value in first.best_state_dict.items():
         assert torch.equal(value, second.best_state_dict[key]), key
-    assert torch.are_deterministic_algorithms_enabled()
-    assert not torch.backends.cudnn.benchmark
+    assert settings and all(deterministic and not bench for deterministic, bench in settings)
