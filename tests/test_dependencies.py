@@ -117,7 +117,6 @@ MAY_IMPORT = {
     "deploy": {"top", "data", "models", "deploy", "analysis.explain"},
     "experiments": {"top", "experiments", "analysis.cost_figure"},
 }
-SHIMS = {"ferx.ablate", "ferx.predict"}  # old homes of the console scripts, forwarding
 
 
 def _layer(module: str) -> str:
@@ -131,7 +130,7 @@ def test_each_layer_imports_only_what_the_code_map_allows():
     broken = []
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         module = module_name(path)
-        if module == "ferx" or module in SHIMS:
+        if module == "ferx":
             continue
         allowed = MAY_IMPORT[_layer(module)]
         imports = imported_modules(path) - {"ferx"}
