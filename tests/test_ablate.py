@@ -24,7 +24,6 @@ from ferx.experiments.table import (
     precision_note,
     run_figures,
     table_records,
-    varies_precision,
 )
 from tests.conftest import PROJECT_ROOT, dvc, git, make_dvc_project
 
@@ -227,6 +226,7 @@ def _finished(tmp_path, spec_content, trained_in: dict[tuple[int, int], str]):
                 "public": {"accuracy": 0.6 + run.seed / 100, "macro_f1": 0.5},
                 "private": {"accuracy": 0.61, "macro_f1": 0.5},
                 "precision": precision,
+                "gflops": 0.01638,
             },
         }
         experiment = queue.Experiment(run.name, "1" * 40, "2" * 40, "T", run.resolved, metrics)
@@ -240,7 +240,7 @@ def test_runs_trained_in_different_precisions_are_never_pooled_or_compared(tmp_p
     spec, runs, found = _finished(
         tmp_path, ONE, {(0, 0): "bf16", (0, 1): "fp32", (1, 0): "fp32", (1, 1): "fp32"}
     )
-    rows = table_records(runs, found, compare_precisions=varies_precision(spec))
+    rows = table_records(runs, found)
     assert rows[0]["status"] == "mixed precision" and "public_accuracy" not in rows[0]
     assert "bf16 and fp32" in rows[0]["not_pooled"]
     assert rows[0]["machines"] == ["CPU AVX2, 2 threads", "CPU AVX512 + AMX, 2 threads"]
@@ -248,32 +248,35 @@ def test_runs_trained_in_different_precisions_are_never_pooled_or_compared(tmp_p
     assert "public_delta" not in rows[1] and "not pooled" in rows[1]["not_compared"]
     text = markdown(spec, rows)
     assert "**mixed**: bf16 / fp32" in text and "row 0: its runs trained in bf16 and fp32" in text
-    note = precision_note(spec, found)
-    assert note.startswith("this study's runs trained in bf16 and fp32: train.precision: auto")
-    # each row in one precision, but not the same: pooled, not compared
+    note = precision_note(found)
+    assert note.startswith("runs of this study that ask for train.precision: auto trained in ")
+    assert "bf16 and fp32" in note
+    # each row in one precision, but not the same one: pooled, not compared, not on the frontier
     spec, runs, found = _finished(
         tmp_path, ONE, {(0, 0): "bf16", (0, 1): "bf16", (1, 0): "fp32", (1, 1): "fp32"}
     )
-    rows = table_records(runs, found, compare_precisions=varies_precision(spec))
+    rows = table_records(runs, found)
     assert rows[0]["precision"] == "bf16" and "public_accuracy" in rows[1]
     assert rows[1]["not_compared"] == "row 0 trained in bf16, this row in fp32"
-    assert "public_delta" not in rows[1]
+    assert "public_delta" not in rows[1] and precision_note(found) is not None
+    assert [p.label for p in frontier_points(rows, "private")] == ["0 reference"]
     # one precision throughout: pooled and compared, no note
-    spec, runs, found = _finished(tmp_path, ONE, {(r, s): "fp32" for r in (0, 1) for s in (0, 1)})
-    rows = table_records(runs, found, compare_precisions=varies_precision(spec))
-    assert "public_delta" in rows[1] and precision_note(spec, found) is None
+    _, runs, found = _finished(tmp_path, ONE, {(r, s): "fp32" for r in (0, 1) for s in (0, 1)})
+    rows = table_records(runs, found)
+    assert "public_delta" in rows[1] and precision_note(found) is None
+    assert len(frontier_points(rows, "private")) == 2
 
 
-def test_a_spec_that_sets_the_precision_compares_its_rows_as_today(tmp_path):
-    study = {"name": "prec", "base": {"train.precision": "fp32"}}
-    study |= {"factors": {"bf16": {"train.precision": "bf16"}}}
-    spec, runs, found = _finished(
-        tmp_path, study, {(0, 0): "fp32", (0, 1): "fp32", (1, 0): "bf16", (1, 1): "bf16"}
-    )
-    assert varies_precision(spec) and precision_note(spec, found) is None
-    rows = table_records(runs, found, compare_precisions=varies_precision(spec))
-    assert rows[1]["precision"] == "bf16" and "public_delta" in rows[1]
-    assert "not_compared" not in rows[1]
+def test_a_row_that_asks_for_another_precision_is_compared_as_today(tmp_path):
+    study = {"name": "prec", "base": {"train.precision": "bf16"}}
+    study |= {"factors": {"fp32": {"train.precision": "fp32"}, "auto": {"train.precision": "auto"}}}
+    study |= {"design": "one_at_a_time"}
+    trained = {(0, 0): "bf16", (0, 1): "bf16", (1, 0): "fp32", (1, 1): "fp32"}
+    _, runs, found = _finished(tmp_path, study, trained | {(2, 0): "fp32", (2, 1): "fp32"})
+    assert precision_note(found) is None  # every run trained in what it asked for, or auto alone
+    rows = table_records(runs, found)
+    assert rows[1]["precision"] == "fp32" and "public_delta" in rows[1]
+    assert "public_delta" in rows[2] and "not_compared" not in rows[2]  # auto against bf16
 
 
 def test_an_older_record_without_a_recorded_precision_falls_back_on_its_params(tmp_path):

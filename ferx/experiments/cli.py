@@ -45,7 +45,6 @@ from ferx.experiments.table import (
     markdown,
     precision_note,
     table_records,
-    varies_precision,
 )
 from ferx.params import DEFAULT_PARAMS_PATH, ParamsError
 
@@ -314,9 +313,9 @@ def run(
         )
         return 0
     finished = results(runs, done)
-    if note := precision_note(spec, finished):
+    if note := precision_note(finished):
         print(f"ablate: {note}", file=sys.stderr)
-    rows = table_records(runs, finished, compare_precisions=varies_precision(spec))
+    rows = table_records(runs, finished)
     missing = [r.name for r in runs if r.name not in done]
     if not missing:
         print(write_outputs(spec, rows, out_root / spec.name))

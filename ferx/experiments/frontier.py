@@ -39,12 +39,13 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 def frontier_points(records: list[dict[str, Any]], split: str) -> list[CostPoint]:
     """One point per row with results on `split` (mean over seeds, std as the error bar when
-    there are several), labelled by what the row switches on; TTA beside it where evaluated."""
+    there are several), labelled by what the row switches on; TTA beside it where evaluated.
+    A row the table does not compare with row 0 (another resolved precision) is left out."""
     points = []
     for r in records:
         figure, gflops = r.get(f"{split}_accuracy"), r.get("gflops")
-        if figure is None or gflops is None:
-            continue
+        if figure is None or gflops is None or r.get("not_compared"):
+            continue  # no results, or trained in another precision than row 0 (table.py)
         several = len(r["seeds"]) > 1
         tta = r.get(f"{split}_tta_accuracy") if "tta_gflops" in r else None
         points.append(

@@ -73,10 +73,9 @@ def resolved_precision(result: Result) -> str | None:
     return asked if asked and asked != "auto" else None
 
 
-def varies_precision(spec: Spec) -> bool:
-    """Whether the spec sets train.precision itself (in a factor or its base): then rows of
-    other precisions are what it compares, as any spec compares what its factors set."""
-    return any("train.precision" in settings for settings in [spec.base, *spec.factors.values()])
+def asked_precision(result: Result) -> str:
+    """The train.precision a run's params ask for ("auto" resolves per machine)."""
+    return str((result.run.resolved.get("train") or {}).get("precision", "auto"))
 
 
 def precisions(results: list[Result]) -> list[str]:
@@ -104,16 +103,13 @@ def _difference(row: list[Result], reference: list[Result]) -> Difference | None
 
 
 def row_record(
-    row: Row,
-    runs: list[Run],
-    results: list[Result],
-    reference: list[Result],
-    compare_precisions: bool = False,
+    row: Row, runs: list[Run], results: list[Result], reference: list[Result]
 ) -> dict[str, Any]:
     """A row's record: its runs, and their figures pooled over seeds with the difference from
-    row 0, where they may be: runs that trained in different precisions (train.precision:
-    auto on different CPUs) are never pooled, nor compared with row 0 unless the spec varies
-    train.precision itself (`compare_precisions`)."""
+    row 0, where they may be: runs that trained in different precisions although they asked
+    for the same one (train.precision: auto on unlike CPUs) are never pooled or compared. A
+    row that asks for another precision than row 0 (a factor that sets train.precision) is
+    compared with it: that difference is what the spec studies."""
     missing = [run.name for run in runs if run.name not in {r.run.name for r in results}]
     record: dict[str, Any] = {"row": row.index, "label": row.label, "on": dict(row.on)}
     record["status"] = "done" if not missing else "incomplete"
@@ -140,7 +136,7 @@ def row_record(
     if machines:
         record["machines"] = machines  # more than one: the seeds' bits came from unlike setups
     if len(ours) > 1:
-        record["status"] = "mixed precision"
+        record["status"] = "mixed precision" + (", incomplete" if missing else "")
         record["not_pooled"] = (
             f"its runs trained in {' and '.join(ours)} (train.precision: auto resolves per "
             "machine): not pooled"
@@ -160,10 +156,10 @@ def row_record(
         record["tta"] = name
         record["tta_gflops"] = record["gflops"]["mean"] * TTA_VIEWS.get(name, 1)
     theirs = precisions(reference)
-    unlike = len(ours) == 1 and len(theirs) == 1 and ours != theirs and not compare_precisions
+    same_ask = {asked_precision(r) for r in results} == {asked_precision(r) for r in reference}
     if row.index > 0 and len(theirs) > 1:
         record["not_compared"] = "row 0's runs are not pooled (mixed precision)"
-    elif row.index > 0 and unlike:
+    elif row.index > 0 and same_ask and len(ours) == len(theirs) == 1 and ours != theirs:
         record["not_compared"] = f"row 0 trained in {theirs[0]}, this row in {ours[0]}"
     elif row.index > 0:
         difference = _difference(results, reference)
@@ -177,9 +173,7 @@ def row_record(
     return record
 
 
-def table_records(
-    runs: list[Run], results: list[Result], compare_precisions: bool = False
-) -> list[dict[str, Any]]:
+def table_records(runs: list[Run], results: list[Result]) -> list[dict[str, Any]]:
     by_row: dict[int, list[Run]] = {}
     for run in runs:
         by_row.setdefault(run.row.index, []).append(run)
@@ -187,23 +181,25 @@ def table_records(
     pooled = {i: [done[r.name] for r in rs if r.name in done] for i, rs in by_row.items()}
     reference = pooled.get(0, [])
     rows = {run.row.index: run.row for run in runs}
-    return [
-        row_record(rows[i], by_row[i], pooled[i], reference, compare_precisions)
-        for i in sorted(rows)
-    ]
+    return [row_record(rows[i], by_row[i], pooled[i], reference) for i in sorted(rows)]
 
 
-def precision_note(spec: Spec, results: list[Result]) -> str | None:
-    """One line when a study's runs trained in more than one precision without the spec asking
-    for it: they ran on unlike CPUs with train.precision: auto."""
-    found = precisions(results)
-    if len(found) < 2 or varies_precision(spec):
+def precision_note(results: list[Result]) -> str | None:
+    """One line when runs that asked for the same train.precision trained in different ones:
+    `auto` resolved differently on the unlike CPUs they ran on."""
+    by_ask: dict[str, list[Result]] = {}
+    for result in results:
+        by_ask.setdefault(asked_precision(result), []).append(result)
+    mixed = {ask: found for ask, rs in by_ask.items() if len(found := precisions(rs)) > 1}
+    if not mixed:
         return None
+    ask, found = next(iter(mixed.items()))
     return (
-        f"this study's runs trained in {' and '.join(found)}: train.precision: auto resolved "
-        "differently on the CPUs they ran on (bf16 where it is native, else fp32); runs of "
-        "different precisions are neither pooled nor compared. Finish the study on one kind "
-        "of CPU, or set train.precision in the spec's base"
+        f"runs of this study that ask for train.precision: {ask} trained in "
+        f"{' and '.join(found)}: it resolved differently on the CPUs they ran on (bf16 where "
+        "bf16 is native, else fp32), so those runs are neither pooled nor compared. Set "
+        "train.precision in the spec's base to one value (new runs, all in that precision), "
+        "or drop the other kind's records from runs.json and rerun on one kind of CPU"
     )
 
 
