@@ -53,6 +53,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -335,15 +336,14 @@ def print_auto(args) -> None:
         "default": params.train,
         **{p: params.train.model_copy(update={"precision": p}) for p in ("fp32", "bf16")},
     }
-    rates: dict[str, list[float]] = {name: [] for name in trains}
-    for round_ in range(args.rounds):
-        order = list(trains) if round_ % 2 == 0 else list(trains)[::-1]  # drift hits all alike
-        for name in order:
-            rates[name].append(_train_step_rate(trains[name], params.runtime, args.seconds))
-        print(
-            f"round {round_ + 1}: " + ", ".join(f"{n} {rates[n][-1]:.0f} img/s" for n in trains),
-            flush=True,
-        )
+    rates = alternate(
+        {
+            name: partial(_train_step_rate, train, params.runtime, args.seconds)
+            for name, train in trains.items()
+        },
+        args.rounds,
+        lambda r: ", ".join(f"{n} {r[n][-1]:.0f} img/s" for n in trains),
+    )
     median = {name: statistics.median(values) for name, values in rates.items()}
     faster = max(("fp32", "bf16"), key=median.get)
     print(
@@ -423,11 +423,29 @@ def _issue_day_rate(train: TrainParams, runtime: RuntimeParams, seconds: float) 
         return _train_step_rate(train, runtime, seconds)
 
 
+def alternate(
+    steps: dict[str, Callable[[], float]], rounds: int, line: Callable[[dict], str]
+) -> dict[str, list[float]]:
+    """Each step's img/s, `rounds` times, the order reversed every other round so that the
+    machine's drift hits all alike; a progress line per round."""
+    rates: dict[str, list[float]] = {name: [] for name in steps}
+    for round_ in range(rounds):
+        order = list(steps) if round_ % 2 == 0 else list(steps)[::-1]
+        for name in order:
+            rates[name].append(steps[name]())
+        print(f"round {round_ + 1}: {line(rates)}", flush=True)
+    return rates
+
+
 def print_default_vs_fp32(args) -> None:
     params = load_params(args.params)
     fp32 = params.train.model_copy(update={"precision": "fp32", "batch_size": 32})
     eager = params.runtime.model_copy(update={"memory_format": "channels_last"})
-    rates: dict[str, list[float]] = {"default": [], "fp32": [], "issue day": []}
+    steps = {
+        "default": lambda: _train_step_rate(params.train, params.runtime, args.seconds),
+        "fp32": lambda: _train_step_rate(fp32, eager, args.seconds),
+        "issue day": lambda: _issue_day_rate(fp32, eager, args.seconds),
+    }
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; default = "
         f"{args.params}: precision {params.train.precision} -> "
@@ -436,20 +454,14 @@ def print_default_vs_fp32(args) -> None:
         f"{params.runtime.memory_format}; fp32 eager = fp32, batch 32, channels_last, with the "
         "1x1 layer of 2026-12-02 (stride on the NCHW view) and with today's"
     )
-    steps = {
-        "default": lambda: _train_step_rate(params.train, params.runtime, args.seconds),
-        "fp32": lambda: _train_step_rate(fp32, eager, args.seconds),
-        "issue day": lambda: _issue_day_rate(fp32, eager, args.seconds),
-    }
-    for round_ in range(args.rounds):
-        order = list(steps) if round_ % 2 == 0 else list(steps)[::-1]  # drift hits all alike
-        for name in order:
-            rates[name].append(steps[name]())
-        print(
-            f"round {round_ + 1}: default {rates['default'][-1]:.0f} img/s, fp32 eager "
-            f"{rates['issue day'][-1]:.0f} img/s (today's layer: {rates['fp32'][-1]:.0f})",
-            flush=True,
-        )
+    rates = alternate(
+        steps,
+        args.rounds,
+        lambda r: (
+            f"default {r['default'][-1]:.0f} img/s, fp32 eager {r['issue day'][-1]:.0f} "
+            f"img/s (today's layer: {r['fp32'][-1]:.0f})"
+        ),
+    )
     median = {name: statistics.median(values) for name, values in rates.items()}
     same_layer = median["default"] / median["fp32"]
     print(f"default vs fp32 eager on today's 1x1 layer: {same_layer:.2f}x")

@@ -54,7 +54,10 @@ def cpu_features() -> list[str]:
 def describe_cpu() -> str:
     """One line that names the machine a figure came from: model, architecture, features."""
     features = cpu_features()
-    has = ", ".join(features) if features else "none of " + ", ".join(FEATURES.values())
+    if not _cpuinfo().get("flags"):
+        has = "features unknown: no /proc/cpuinfo flags"
+    else:
+        has = ", ".join(features) if features else "none of " + ", ".join(FEATURES.values())
     return f"CPU: {cpu_model()} ({platform.machine() or 'unknown'}; {has})"
 
 

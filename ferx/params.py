@@ -136,7 +136,7 @@ class TrainParams(Section):
     # bf16: the training forward pass and loss under bfloat16 autocast (weights, gradients
     # and optimizer stay float32; evaluations run in float32); its PublicTest cost was inside
     # the noise (ablations/precision.yaml), 1.3-1.6x fp32's speed with AVX-512 BF16, 19x
-    # slower than fp32 on an AVX2-only CPU (the loop warns). fp32: no autocast. fp16: float16
+    # slower than fp32 on an AVX2-only CPU (train_and_save warns). fp32: no autocast. fp16: float16
     # autocast with a gradient scaler, CUDA only
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # the PublicTest metric that picks the kept epoch (PrivateTest is never used to choose)

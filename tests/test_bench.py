@@ -33,8 +33,9 @@ def test_every_benchmark_prints_the_cpu_first(script):
     )
 
 
+@pytest.mark.slow
 def test_a_benchmark_run_starts_with_the_cpu_line():
-    # bench_imports times imports in subprocesses: one repeat is a second or two
+    # bench_imports times each stage's imports in a subprocess: one repeat, 15-20 s
     result = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "bench/bench_imports.py"), "--repeats", "1"],
         capture_output=True,

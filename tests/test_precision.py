@@ -23,53 +23,71 @@ def machine(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: features["bf16"])
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: features["amx"])
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: features["capability"])
+    # a GPU without native bf16 still reports it when emulation counts (torch's default)
     monkeypatch.setattr(
-        torch.cuda, "is_bf16_supported", lambda including_emulation=True: features["cuda_bf16"]
+        torch.cuda,
+        "is_bf16_supported",
+        lambda including_emulation=True: features["cuda_bf16"] or including_emulation,
     )
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some GPU")
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"):
+        monkeypatch.delenv(name, raising=False)
     return features
 
 
-# (features, ONEDNN_MAX_CPU_ISA, device, what auto resolves to, words of the reason)
+# (features, environment, device, what auto resolves to, words of the reason)
 CASES = {
-    "avx512-bf16": ({"bf16": True, "capability": "AVX512"}, None, CPU, "bf16", "AVX-512 BF16"),
-    "amx-alone": ({"amx": True, "capability": "AVX512"}, None, CPU, "bf16", "has AMX"),
-    "avx2-only": ({}, None, CPU, "fp32", "neither AVX-512 BF16 nor AMX"),
-    "avx512-no-bf16": ({"capability": "AVX512"}, None, CPU, "fp32", "neither"),
+    "avx512-bf16": ({"bf16": True, "capability": "AVX512"}, {}, CPU, "bf16", "AVX-512 BF16"),
+    "amx-alone": ({"amx": True, "capability": "AVX512"}, {}, CPU, "bf16", "has AMX"),
+    "avx2-only": ({}, {}, CPU, "fp32", "neither AVX-512 BF16 nor AMX"),
+    "avx512-no-bf16": ({"capability": "AVX512"}, {}, CPU, "fp32", "neither"),
     "kernels-capped": (
         {"bf16": True, "amx": True, "capability": "AVX2"},
-        None,
+        {"ATEN_CPU_CAPABILITY": "avx2"},
         CPU,
         "fp32",
         "capped at AVX2 by ATEN_CPU_CAPABILITY",
     ),
+    "torch-without-avx512-kernels": (
+        {"bf16": True, "capability": "AVX2"},
+        {},
+        CPU,
+        "fp32",
+        "the kernels are capped at AVX2",
+    ),
     "onednn-capped": (
         {"bf16": True, "capability": "AVX512"},
-        "avx512_core",
+        {"ONEDNN_MAX_CPU_ISA": "avx512_core"},
         CPU,
         "fp32",
         "AVX512_CORE by ONEDNN_MAX_CPU_ISA",
     ),
+    "onednn-capped-old-name": (
+        {"amx": True, "capability": "AVX512"},
+        {"DNNL_MAX_CPU_ISA": "avx2"},
+        CPU,
+        "fp32",
+        "AVX2 by DNNL_MAX_CPU_ISA",
+    ),
     "onednn-capped-at-bf16": (
         {"bf16": True, "capability": "AVX512"},
-        "AVX512_CORE_BF16",
+        {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"},
         CPU,
         "bf16",
         "AVX-512 BF16",
     ),
-    "arm": ({"arch": "aarch64", "bf16": True, "amx": True}, None, CPU, "fp32", "never measured"),
-    "cuda-bf16": ({"cuda_bf16": True}, None, CUDA, "bf16", "Some GPU supports bf16"),
-    "cuda-no-bf16": ({}, None, CUDA, "fp32", "Some GPU has no native bf16"),
+    "arm": ({"arch": "aarch64", "bf16": True, "amx": True}, {}, CPU, "fp32", "never measured"),
+    "cuda-bf16": ({"cuda_bf16": True}, {}, CUDA, "bf16", "Some GPU supports bf16"),
+    "cuda-emulated-bf16": ({}, {}, CUDA, "fp32", "Some GPU has no native bf16"),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_auto_resolves_to_bf16_only_where_it_is_native(machine, monkeypatch, case):
-    features, onednn, device, expected, why = CASES[case]
+    features, environment, device, expected, why = CASES[case]
     machine.update(features)
-    if onednn:
-        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", onednn)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
     resolved = resolve_precision("auto", device)
     assert resolved.precision == expected
     assert why in resolved.reason
@@ -87,7 +105,7 @@ def test_explicit_bf16_without_native_bf16_is_warned_about(machine, monkeypatch)
     assert slow_bf16_warning("fp32", CPU) is None
     assert slow_bf16_warning("bf16", CUDA) is None
     machine.update(bf16=True, capability="AVX2")
-    assert "capped at AVX2 by ATEN_CPU_CAPABILITY" in slow_bf16_warning("bf16", CPU)
+    assert "the kernels are capped at AVX2" in slow_bf16_warning("bf16", CPU)
     machine.update(capability="AVX512")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core")  # AVX-512 without BF16
     message = slow_bf16_warning("bf16", CPU)
@@ -154,6 +172,9 @@ def test_the_cpu_is_described_by_name_and_features(monkeypatch, tmp_path):
         info.write_text("model name : X\nflags : avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
         cpu._cpuinfo.cache_clear()
         assert cpu.cpu_features() == ["AVX2", "AVX-512", "AVX-512 BF16", "AMX"]
+        info.write_text("processor : 0\nBogoMIPS : 50.00\n")  # no flags: unknown, not absent
+        cpu._cpuinfo.cache_clear()
+        assert cpu.describe_cpu().endswith("; features unknown: no /proc/cpuinfo flags)")
     finally:
         cpu._cpuinfo.cache_clear()
 

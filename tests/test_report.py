@@ -21,6 +21,19 @@ from tests.browser import CHROMIUM, offline_dom
 MODELS = ("baseline", "improved")
 
 
+# what the train stage records of its machine (train.precision: auto resolved on a Xeon)
+BITS = {
+    "device": "cpu",
+    "cpu": "Intel(R) Xeon(R) Processor",
+    "cpu_features": ["AVX2", "AVX-512", "AVX-512 BF16", "AMX"],
+    "cpu_capability": "AVX512",
+    "threads": 2,
+    "precision": "bf16",
+    "precision_reason": "this CPU has AMX",
+    "environment": {},
+}
+
+
 def _png(path: Path, shade: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((8, 8), shade, dtype=np.uint8)).save(path)
@@ -77,6 +90,7 @@ def write_run(root: Path, source: str = "synthetic", kept_start: bool = False) -
             "private": {**run, "accuracy": 0.6123},
             "seconds": 90.0,
             "seconds_per_epoch": 30.0,
+            "reproducibility": BITS,
         },
     )
     _json(
@@ -386,3 +400,22 @@ def test_the_page_opens_offline_in_chromium_without_errors(tmp_path):
     for section in ("data", "training", "evaluation", "explanations", "improve", "cost"):
         assert f'<section id="{section}">' in dom
     assert dom.count("<img") == len(_images(page))
+
+
+def test_the_page_and_the_card_say_how_each_model_trained(tmp_path):
+    root = write_run(tmp_path)
+    how = (
+        "trained in bf16 autocast (this CPU has AMX) on Intel(R) Xeon(R) Processor "
+        "(CPU AVX512 + AMX, 2 threads)"
+    )
+    page, _ = build_report(root)
+    assert f"; {how}.</p>" in page
+    assert f"How they trained: baseline {how}." in model_card(root)  # improve.json: older
+    improve = json.loads((root / "metrics/improve.json").read_text())
+    improve["reproducibility"] = {**BITS, "precision": "fp32", "precision_reason": "set explicitly"}
+    (root / "metrics/improve.json").write_text(json.dumps(improve))
+    card = model_card(root)
+    assert f"baseline {how}; improved trained in fp32 (set explicitly) on " in card
+    improve["reproducibility"] = BITS
+    (root / "metrics/improve.json").write_text(json.dumps(improve))
+    assert f"How they trained: both {how}." in model_card(root)

@@ -37,19 +37,32 @@ def is_x86() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64", "x86", "i686")
 
 
+def _has_amx() -> bool:
+    return getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+
+
+def _onednn_cap() -> tuple[str, str]:
+    """oneDNN's instruction-set cap and the variable that set it (its old name counts too)."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        if value := os.environ.get(name, "").strip():
+            return value.upper(), name
+    return "", ""
+
+
 def cpu_bf16_missing() -> str | None:
     """Why bf16 would be emulated on this x86 CPU (no AVX-512 BF16 or AMX, or kernels capped
-    below them by ATEN_CPU_CAPABILITY or ONEDNN_MAX_CPU_ISA); None where it is native."""
+    below them: ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, a torch built without AVX-512
+    kernels); None where it is native."""
     bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
     capability = torch.backends.cpu.get_cpu_capability()
-    onednn_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    if not (bf16 or amx):
+    onednn_cap, onednn_variable = _onednn_cap()
+    if not (bf16 or _has_amx()):
         return "this CPU has neither AVX-512 BF16 nor AMX"
     if not capability.startswith("AVX512"):
-        return f"the kernels are capped at {capability} by ATEN_CPU_CAPABILITY"
+        by = " by ATEN_CPU_CAPABILITY" if os.environ.get("ATEN_CPU_CAPABILITY") else ""
+        return f"the kernels are capped at {capability}{by}"
     if onednn_cap and not any(isa in onednn_cap for isa in _ONEDNN_BF16_ISAS):
-        return f"oneDNN is capped at {onednn_cap} by ONEDNN_MAX_CPU_ISA"
+        return f"oneDNN is capped at {onednn_cap} by {onednn_variable}"
     return None
 
 
@@ -65,8 +78,7 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
         return False, f"bf16 on {platform.machine() or 'this'} CPUs was never measured"
     if missing := cpu_bf16_missing():
         return False, missing
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    return True, "this CPU has " + ("AMX" if amx else "AVX-512 BF16")
+    return True, "this CPU has " + ("AMX" if _has_amx() else "AVX-512 BF16")
 
 
 def resolve_precision(asked: str, device: torch.device) -> Resolved:
@@ -81,7 +93,8 @@ def resolve_precision(asked: str, device: torch.device) -> Resolved:
 def check_precision(precision: str, device: torch.device) -> None:
     if precision == "fp16" and device.type != "cuda":
         raise DeviceError(
-            "train.precision: fp16 needs a CUDA device (runtime.device); on a CPU use bf16"
+            "train.precision: fp16 needs a CUDA device (runtime.device); on a CPU use auto "
+            "(bf16 where the CPU computes in bf16, else fp32)"
         )
 
 
