@@ -1,7 +1,9 @@
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from ferx.data.prepare import experiment_origin
@@ -149,3 +151,30 @@ def test_an_experiment_workspace_without_the_data_its_repo_has_is_an_error(tmp_p
     assert "dvc add data/raw/<file>" in result.stderr
     assert not (workspace / "data/prepared").exists()
     assert experiment_origin(workspace) == tmp_path and experiment_origin(tmp_path) is None
+
+
+@pytest.mark.parametrize("source", ["auto", "real"])
+def test_a_dvc_pointer_whose_data_is_missing_is_an_error_not_the_stand_in(
+    tmp_path, small_table, source
+):
+    # a clone or a shard that did not `dvc pull`: the pointer is committed, its data is not here
+    raw = tmp_path / "data/raw"
+    raw.mkdir(parents=True)
+    (raw / "fer2013.csv.dvc").write_text(
+        "outs:\n- md5: ab8db41e4f61797ee1c3675a352508ca\n  size: 94718151\n  path: fer2013.csv\n"
+    )
+    params = {"prepare": {"source": source, **SMALL_SYN}}
+    result = run_stage("prepare", tmp_path, params)
+    assert result.returncode == 2 and "SYNTHETIC" not in result.stderr
+    assert f"{Path('data/raw/fer2013.csv.dvc')}: tracks {Path('data/raw/fer2013.csv')}" in (
+        result.stderr
+    )
+    assert "dvc pull" in result.stderr and not (tmp_path / "data/prepared").exists()
+    (raw / "fer2013.csv").write_text(to_csv_text(small_table))  # pulled: the real file is used
+    result = run_stage("prepare", tmp_path, params)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "metrics/prepare.json").read_text())["source"] == "real"
+    # prepare.source: synthetic asks for the stand-in whatever is tracked
+    (raw / "fer2013.csv").unlink()
+    result = run_stage("prepare", tmp_path, {"prepare": {"source": "synthetic", **SMALL_SYN}})
+    assert result.returncode == 0, result.stderr

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 
 from ferx.atomic import atomic_dir, write_atomic
@@ -76,8 +77,36 @@ def experiment_origin(cwd: Path) -> Path | None:
     return None
 
 
+def dvc_pointers_without_data(raw: Path) -> list[tuple[Path, Path]]:
+    """(pointer, the file it tracks) for each `.dvc` file at or in `raw` whose data is not
+    there: a clone or an experiment workspace that did not `dvc pull` or `dvc checkout`."""
+    pointers = [raw.with_name(raw.name + ".dvc")]
+    if raw.is_dir():
+        pointers += sorted(raw.glob("*.dvc"))
+    missing = []
+    for pointer in pointers:
+        if not pointer.is_file():
+            continue
+        try:
+            outs = (yaml.safe_load(pointer.read_text()) or {}).get("outs") or []
+        except (yaml.YAMLError, OSError, AttributeError) as exc:
+            raise FerDataError(f"{pointer}: not a readable DVC pointer ({exc})") from None
+        for out in outs:
+            tracked = pointer.parent / str((out or {}).get("path", ""))
+            if isinstance(out, dict) and out.get("path") and not tracked.exists():
+                missing.append((pointer, tracked))
+    return missing
+
+
 def _missing_real_data(raw: Path, params: PrepareParams) -> str | None:
     """Why running on synthetic data here would be a silent lie, or None if it would not."""
+    for pointer, tracked in dvc_pointers_without_data(raw):
+        # the data is tracked, so a run here must use it: the stand-in would pass for it in
+        # every record that fingerprints the pointer (ferx-ablate's run identity)
+        return (
+            f"{pointer}: tracks {tracked}, which is not here: run `dvc pull` (or `dvc checkout`) "
+            "to fetch it, or remove the pointer to use the synthetic stand-in"
+        )
     if params.source == "real":
         return (
             f"{raw}: no FER2013 file, and prepare.source is 'real' (put the file there, or "
