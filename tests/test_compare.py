@@ -104,6 +104,14 @@ def test_summary_holds_the_headline_numbers_of_both_models_and_nothing_per_class
     assert result["machine"] == "CPU AVX2, 2 threads"
     runs["improved"]["reproducibility"] = {**bits, "precision": "bf16"}
     assert summary(REPORTS, runs, costs)["improved"]["precision"] == "bf16"
+    one = {**bits, "precision": "fp32"}
+    runs["baseline"]["reproducibility"] = {
+        **one,
+        "mixed": True,
+        "sittings": [{**one, "from_epoch": 1}, {**one, "threads": 1, "from_epoch": 3}],
+    }
+    mixed = summary(REPORTS, runs, costs)["machine"]
+    assert mixed == "mixed: CPU AVX2, 2 threads / CPU AVX2, 1 thread"
     assert result["baseline"]["private"] == {
         "accuracy": 0.64,
         "macro_f1": 0.54,

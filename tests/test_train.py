@@ -625,3 +625,27 @@ def test_bf16_precision_trains_under_autocast_with_float32_weights(tmp_path, mon
     again, _ = run(tmp_path, quick(epochs=1, precision="bf16"), "bf16_again")
     for key, value in again.state_dict().items():
         assert torch.equal(value, state[key]), key  # deterministic on one machine
+
+
+def test_a_resumed_run_records_every_sitting_and_whether_they_differ(tmp_path):
+    from ferx.training.run import with_sittings
+
+    def interrupt(history):
+        if len(history) == 1:
+            raise KeyboardInterrupt
+
+    first = {"threads": 2, "precision": "fp32", "cpu_capability": "AVX512"}
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, quick(epochs=2), "resumed", on_epoch_end=interrupt, sitting=first)
+    later = {**first, "threads": 1}  # resumed on another machine: runtime is no identity
+    _, result = run(tmp_path, quick(epochs=2), "resumed", sitting=later)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert result.sittings == [{**first, "from_epoch": 1}, {**later, "from_epoch": 2}]
+    record = with_sittings(later, result.sittings)
+    assert record["threads"] == 1 and record["mixed"] and len(record["sittings"]) == 2
+    _, again = run(tmp_path, quick(epochs=2), "whole", sitting=first)
+    assert with_sittings(first, again.sittings) == {
+        **first,
+        "sittings": [{**first, "from_epoch": 1}],
+        "mixed": False,
+    }

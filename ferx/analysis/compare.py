@@ -73,6 +73,9 @@ def summary(
     out: dict[str, Any] = {"source": reports["private"]["baseline"]["source"]}
     if bits := runs["baseline"].get("reproducibility"):
         out["machine"] = machine_label(bits)
+        if bits.get("mixed"):  # a resumed training whose sittings ran under unlike settings
+            labels = dict.fromkeys(machine_label(s) for s in bits.get("sittings") or [])
+            out["machine"] = "mixed: " + " / ".join(labels)
     for model in MODELS:
         row: dict[str, Any] = {}
         for short in SPLITS:

@@ -75,6 +75,9 @@ class RunSpec:
     trainable: str = "all"
     # called after every finished epoch, with the history so far (tests use it to interrupt)
     on_epoch_end: Callable[[list[dict[str, float]]], None] | None = None
+    # what decides this sitting's bits (threads, ISA, precision: run.bits_record), kept in the
+    # checkpoint with every earlier sitting's, so a resumed run records each of them
+    sitting: dict[str, Any] | None = None
 
 
 @dataclass
@@ -85,6 +88,8 @@ class FitResult:
     seconds: float
     # fine-tuning only: the starting weights' PublicTest / PrivateTest metrics ("epoch 0")
     start: dict[str, float] | None = None
+    # one record per sitting that trained epochs (RunSpec.sitting, with its first epoch)
+    sittings: list[dict[str, Any]] = field(default_factory=list)
 
 
 CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS's deterministic workspace, unless the user set one
@@ -159,6 +164,9 @@ def _fit_on(device, model, splits, params, spec, runtime) -> FitResult:
         model.load_state_dict(spec.init_state_dict)
     key = fingerprint(params, splits, model.state_dict(), spec.fingerprint_extra)
     state = resume_or_start(spec, key, model, optimizer, scheduler)
+    state.setdefault("sittings", [])
+    if spec.sitting is not None and state["epoch"] < params.epochs:
+        state["sittings"].append({**spec.sitting, "from_epoch": state["epoch"] + 1})
     # fp16's narrow range needs the loss scaled up and the gradients back down (bf16 does not)
     scaler = torch.amp.GradScaler(device.type, enabled=params.precision == "fp16")
     if "scaler" in state:
@@ -240,6 +248,7 @@ def _fit_on(device, model, splits, params, spec, runtime) -> FitResult:
         state["history"],
         time.perf_counter() - start,
         state.get("start"),
+        state["sittings"],
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -61,6 +62,16 @@ def bits_record(runtime: RuntimeParams, precision: Resolved) -> dict[str, Any]:
     }
 
 
+def with_sittings(bits: dict[str, Any], sittings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's record of what decided its bits: this sitting's, with every sitting's record
+    (a resumed training's earlier ones too) and `mixed` when they differ (their epochs then
+    came from unlike settings)."""
+    sittings = sittings or [{**bits, "from_epoch": 1}]
+    kinds = {json.dumps({k: v for k, v in s.items() if k != "from_epoch"}, sort_keys=True)
+             for s in sittings}  # fmt: skip
+    return {**bits, "sittings": sittings, "mixed": len(kinds) > 1}
+
+
 def model_config(params: ModelParams, train: Split) -> ModelConfig:
     pixels = train.x.float()
     return ModelConfig(
@@ -102,6 +113,7 @@ def train_and_save(
     train_params = train_params.model_copy(update={"precision": precision.precision})
     if params.runtime.threads:
         torch.set_num_threads(params.runtime.threads)
+    bits = bits_record(params.runtime, precision)  # after the threads are set
     torch.manual_seed(train_params.seed)
     splits = load_splits(params.prepare.out_dir)
     if init_model is not None:
@@ -119,6 +131,7 @@ def train_and_save(
         class_weights=class_weights,
         init_state_dict=init_state,
         trainable=trainable,
+        sitting=bits,
         fingerprint_extra={  # the initial weights are hashed by the fingerprint itself
             "trainable": trainable,
             "select": select_metric,
@@ -150,7 +163,7 @@ def train_and_save(
         "seconds": round(result.seconds, 1),
         "seconds_per_epoch": round(result.seconds / max(1, len(result.history)), 2),
         **(extra_metrics or {}),
-        "reproducibility": bits_record(params.runtime, precision),
+        "reproducibility": with_sittings(bits, result.sittings),
     }
     write_json(metrics_path, metrics)
     plot_curves(
