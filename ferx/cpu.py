@@ -73,7 +73,8 @@ def machine_label(bits: dict[str, Any]) -> str:
         native = [name for name in ("AMX", "AVX-512 BF16") if name in features]
         if native:
             head += f" + {native[0]}"
-        if cap := (bits.get("environment") or {}).get("ONEDNN_MAX_CPU_ISA"):
+        environment = bits.get("environment") or {}
+        if cap := environment.get("ONEDNN_MAX_CPU_ISA") or environment.get("DNNL_MAX_CPU_ISA"):
             head += f" (oneDNN {cap})"
     else:
         head = device

@@ -202,6 +202,7 @@ def test_each_training_records_what_decided_its_bits(trained):
     assert set(record["environment"]) <= {
         "ATEN_CPU_CAPABILITY",
         "ONEDNN_MAX_CPU_ISA",
+        "DNNL_MAX_CPU_ISA",
         "MKL_CBWR",
         "OMP_NUM_THREADS",
     }

@@ -32,6 +32,7 @@ from ferx.training.progress import history_table
 BITS_ENVIRONMENT = (
     "ATEN_CPU_CAPABILITY",
     "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",  # oneDNN's older name for the same cap
     "MKL_CBWR",
     "OMP_NUM_THREADS",
     "CUBLAS_WORKSPACE_CONFIG",
