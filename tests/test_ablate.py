@@ -267,6 +267,21 @@ def test_runs_trained_in_different_precisions_are_never_pooled_or_compared(tmp_p
     assert len(frontier_points(rows, "private")) == 2
 
 
+def test_runs_on_fer2013_and_on_the_stand_in_are_never_pooled_or_compared(tmp_path):
+    spec, runs, found = _finished(tmp_path, ONE, {(r, s): "fp32" for r in (0, 1) for s in (0, 1)})
+    found[1].experiment.metrics["source"] = "synthetic"  # row 0, seed 1: no FER2013 there
+    rows = table_records(runs, found)
+    assert rows[0]["status"] == "mixed data" and "public_accuracy" not in rows[0]
+    assert rows[0]["not_pooled"] == "its runs ran on real and synthetic data: not pooled"
+    assert "not pooled" in rows[1]["not_compared"] and "public_delta" not in rows[1]
+    for result in found[2:]:  # row 1 all synthetic, row 0 all real
+        result.experiment.metrics["source"] = "synthetic"
+    found[1].experiment.metrics["source"] = "real"
+    rows = table_records(runs, found)
+    assert rows[1]["not_compared"] == "row 0 ran on real data, this row on synthetic"
+    assert "Data: real, synthetic." in markdown(spec, rows)
+
+
 def test_a_row_that_asks_for_another_precision_is_compared_as_today(tmp_path):
     study = {"name": "prec", "base": {"train.precision": "bf16"}}
     study |= {"factors": {"fp32": {"train.precision": "fp32"}, "auto": {"train.precision": "auto"}}}

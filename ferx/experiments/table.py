@@ -73,6 +73,11 @@ def resolved_precision(result: Result) -> str | None:
     return asked if asked and asked != "auto" else None
 
 
+def sources(results: list[Result]) -> list[str]:
+    """The data the runs ran on ("real", "synthetic"; unknown ones left out), sorted."""
+    return sorted({str(s) for r in results if (s := (r.experiment.metrics or {}).get("source"))})
+
+
 def asked_precision(result: Result) -> str:
     """The train.precision a run's params ask for ("auto" resolves per machine)."""
     return str((result.run.resolved.get("train") or {}).get("precision", "auto"))
@@ -135,6 +140,11 @@ def row_record(
     machines = sorted({str(run["machine"]) for run in record["runs"] if run["machine"]})
     if machines:
         record["machines"] = machines  # more than one: the seeds' bits came from unlike setups
+    data = sources(results)
+    if len(data) > 1:  # FER2013 and the synthetic stand-in: numbers of two different tasks
+        record["status"] = "mixed data" + (", incomplete" if missing else "")
+        record["not_pooled"] = f"its runs ran on {' and '.join(data)} data: not pooled"
+        return record
     if len(ours) > 1:
         record["status"] = "mixed precision" + (", incomplete" if missing else "")
         record["not_pooled"] = (
@@ -155,10 +165,12 @@ def row_record(
     ):
         record["tta"] = name
         record["tta_gflops"] = record["gflops"]["mean"] * TTA_VIEWS.get(name, 1)
-    theirs = precisions(reference)
+    theirs, their_data = precisions(reference), sources(reference)
     same_ask = {asked_precision(r) for r in results} == {asked_precision(r) for r in reference}
-    if row.index > 0 and len(theirs) > 1:
-        record["not_compared"] = "row 0's runs are not pooled (mixed precision)"
+    if row.index > 0 and (len(theirs) > 1 or len(their_data) > 1):
+        record["not_compared"] = "row 0's runs are not pooled (mixed precision or data)"
+    elif row.index > 0 and their_data and data != their_data:
+        record["not_compared"] = f"row 0 ran on {their_data[0]} data, this row on {data[0]}"
     elif row.index > 0 and same_ask and len(ours) == len(theirs) == 1 and ours != theirs:
         record["not_compared"] = f"row 0 trained in {theirs[0]}, this row in {ours[0]}"
     elif row.index > 0:
