@@ -4,6 +4,9 @@ A record holds, per row, the mean and standard deviation over seeds of PublicTes
 PrivateTest accuracy and macro-F1 (from each experiment's metrics/summary.json, the numbers
 `dvc exp show` lists), the commit each seed ran on, and the difference from the reference row
 (row 0) on PublicTest with its 95% paired-bootstrap interval (ferx.experiments.stats).
+Runs that asked for the same train.precision but trained in different ones (`auto` on unlike
+CPUs), or ran on different data (FER2013 and the synthetic stand-in), are never pooled or
+compared; each run's precision and machine are shown, **mixed** where a row's differ.
 """
 
 from __future__ import annotations
