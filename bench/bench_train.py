@@ -65,6 +65,7 @@ from ferx.models import ModelConfig, Pointwise, build_model
 from ferx.models.inference import memory_format, predict_logits
 from ferx.params import AugmentParams, RuntimeParams, TrainParams, load_params
 from ferx.training.augment import augment_batch
+from ferx.training.loop import train_step
 from ferx.training.optim import make_ema, make_optimizer, make_scheduler
 from ferx.training.precision import resolve_precision
 
@@ -80,22 +81,19 @@ def training_step(
     precision: str,
     augment: AugmentParams,
 ) -> Callable[[int], None]:
-    """One step of the loop's work on random faces: gather, augment, forward (under bf16
-    autocast if asked), loss, backward, Adam. `step(i)` takes the batch starting at face i."""
+    """The loop's step (ferx.training.loop.train_step: forward under autocast in `precision`,
+    label-smoothed loss, backward, Adam) on random faces, after the loop's gather and
+    augmentation. `step(i)` takes the batch starting at face i."""
     images = torch.randint(0, 256, (8192, 1, 48, 48), dtype=torch.uint8)
     labels = torch.randint(0, 7, (8192,))
     generator = torch.Generator().manual_seed(0)
+    params = TrainParams(batch_size=batch, precision=precision, augment=augment)
     model.train()
 
     def step(i: int) -> None:
         index = torch.arange(i, i + batch) % len(images)
         x = augment_batch(images[index].float(), augment, generator)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(x.contiguous(memory_format=fmt))
-        loss = F.cross_entropy(logits.float(), labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, x.contiguous(memory_format=fmt), labels[index], params, optimizer)
 
     return step
 

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +38,7 @@ from ferx.cpu import describe_cpu  # noqa: E402
 from ferx.models import ModelConfig, build_model  # noqa: E402
 from ferx.params import AugmentParams, RuntimeParams, TrainParams  # noqa: E402
 from ferx.training.augment import augment_batch  # noqa: E402
-from ferx.training.loop import AUTOCAST_DTYPES, RunSpec, deterministic_cuda, fit  # noqa: E402
+from ferx.training.loop import RunSpec, deterministic_cuda, fit, train_step  # noqa: E402
 from ferx.training.optim import make_optimizer  # noqa: E402
 
 
@@ -52,18 +51,13 @@ def step_rate(device: torch.device, precision: str, batch: int, seconds: float) 
     images = torch.randint(0, 256, (4096, 1, 48, 48), dtype=torch.uint8)
     labels = torch.randint(0, 7, (4096,), device=device)
     generator = torch.Generator().manual_seed(0)
-    dtype = AUTOCAST_DTYPES.get(precision)
+    params = TrainParams(batch_size=batch, precision=precision)
 
-    def step(i: int) -> None:
+    def step(i: int) -> None:  # the loop's own step (ferx.training.loop.train_step)
         index = torch.arange(i, i + batch) % len(images)
         x = augment_batch(images[index].float(), AugmentParams(), generator).to(device)
-        with torch.autocast(device.type, dtype or torch.bfloat16, enabled=dtype is not None):
-            logits = model(x.contiguous(memory_format=torch.channels_last))
-        loss = F.cross_entropy(logits.float(), labels[index.to(device)])
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        x = x.contiguous(memory_format=torch.channels_last)
+        train_step(model, x, labels[index.to(device)], params, optimizer, scaler=scaler)
 
     for i in range(5):
         step(i * batch)
@@ -79,9 +73,10 @@ def step_rate(device: torch.device, precision: str, batch: int, seconds: float) 
 
 
 def repeats_itself(device: str) -> bool:
-    from tests.conftest import tiny_splits
+    from ferx.data.synthetic import make_synthetic_fer
+    from ferx.training.loop import splits_of
 
-    splits = tiny_splits(200, seed=0)
+    splits = splits_of(make_synthetic_fer(200, 0))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("a", "b"):

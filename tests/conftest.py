@@ -112,17 +112,6 @@ def stages_run(output: str) -> list[str]:
 
 def tiny_splits(n_samples: int = 160, seed: int = 0) -> dict:
     """train / public_test / private_test tensors from the synthetic generator (no files)."""
-    import torch
+    from ferx.training.loop import splits_of
 
-    from ferx.training.loop import Split
-
-    table = make_synthetic_fer(n_samples, seed)
-    splits = {}
-    for usage, name in (
-        ("Training", "train"),
-        ("PublicTest", "public_test"),
-        ("PrivateTest", "private_test"),
-    ):
-        x, y = table.split(usage)
-        splits[name] = Split(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y))
-    return splits
+    return splits_of(make_synthetic_fer(n_samples, seed))

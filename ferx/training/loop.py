@@ -49,6 +49,16 @@ class Split:
         return len(self.y)
 
 
+def splits_of(table: Any) -> dict[str, Split]:
+    """train, public_test and private_test of a ferx.data.fercsv.FerTable, parsed or drawn
+    (no files; typed loosely so that training does not import the CSV parser)."""
+    return {
+        name: Split(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y))
+        for usage, name in SPLITS.items()
+        for x, y in [table.split(usage)]
+    }
+
+
 def load_splits(prepared_dir: str | Path) -> dict[str, Split]:
     """train, public_test and private_test as tensors (pixels stay uint8 until batched)."""
     splits = {}
@@ -291,6 +301,36 @@ def train_mode(model: torch.nn.Module) -> None:
             module.eval()
 
 
+def train_step(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: TrainParams,
+    optimizer: torch.optim.Optimizer,
+    weights: torch.Tensor | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a batch already augmented and on the device: the forward pass
+    under autocast in `params.precision` (resolved: fp32, bf16 or fp16), the label-smoothed
+    (class-weighted) loss in float32, backward, the optimizer step (through the fp16 gradient
+    scaler when it is on). Returns the loss and the float32 logits. The loop and the
+    benchmarks (bench/bench_train.py, bench/gpu_check.py) run this very step."""
+    dtype = AUTOCAST_DTYPES.get(params.precision)
+    with torch.autocast(x.device.type, dtype or torch.bfloat16, enabled=dtype is not None):
+        logits = model(x)
+    logits = logits.float()  # the loss and the bookkeeping in float32 either way
+    loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=params.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)  # skips a step whose gradients overflowed
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss, logits
+
+
 def _train_one_epoch(
     model,
     train,
@@ -328,21 +368,9 @@ def _train_one_epoch(
         x = train.x[index].to(torch.float32)
         x = augment_batch(x, params.augment, generator).to(device).contiguous(memory_format=fmt)
         y = train.y[index].to(device)
-        dtype = AUTOCAST_DTYPES.get(params.precision)
-        with torch.autocast(device.type, dtype or torch.bfloat16, enabled=dtype is not None):
-            logits = model(x)
-        logits = logits.float()  # the loss and the bookkeeping in float32 either way
-        loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=params.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
         lr_sum += optimizer.param_groups[0]["lr"]  # the rate this step uses
         steps += 1
-        if scaler is not None and scaler.is_enabled():
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)  # skips a step whose gradients overflowed
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        loss, logits = train_step(model, x, y, params, optimizer, weights, scaler)
         if ema is not None:
             ema.update_parameters(model)
         if step_scheduler:
