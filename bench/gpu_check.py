@@ -9,7 +9,7 @@ that repeats itself, and a short synthetic `dvc repro` on the GPU.
    peak (augmentation stays on the CPU, as in the loop, and the deterministic settings are
    on, cuDNN autotuning off), so at small batches the CPU may be what it measures;
 2. two identical 2-epoch fits on tiny synthetic data under the deterministic settings
-   (ferx.training.loop.deterministic_cuda): identical history and weights, or it says not;
+   (ferx.training.device.deterministic_cuda): identical history and weights, or it says not;
 3. the whole pipeline on the synthetic stand-in in a temporary `git clone` of this repository
    (so it runs the committed HEAD: commit first what you want checked; `dvc repro` with
    train.epochs 3, improve.epochs 1, runtime.device set), with its wall time and the device
@@ -38,8 +38,10 @@ from ferx.cpu import describe_cpu  # noqa: E402
 from ferx.models import ModelConfig, build_model  # noqa: E402
 from ferx.params import AugmentParams, RuntimeParams, TrainParams  # noqa: E402
 from ferx.training.augment import augment_batch  # noqa: E402
-from ferx.training.loop import RunSpec, deterministic_cuda, fit, train_step  # noqa: E402
+from ferx.training.device import deterministic_cuda  # noqa: E402
+from ferx.training.loop import fit, train_step  # noqa: E402
 from ferx.training.optim import make_optimizer  # noqa: E402
+from ferx.training.run_spec import RunSpec  # noqa: E402
 
 
 def step_rate(device: torch.device, precision: str, batch: int, seconds: float) -> float:
@@ -74,7 +76,7 @@ def step_rate(device: torch.device, precision: str, batch: int, seconds: float) 
 
 def repeats_itself(device: str) -> bool:
     from ferx.data.synthetic import make_synthetic_fer
-    from ferx.training.loop import splits_of
+    from ferx.training.run_spec import splits_of
 
     splits = splits_of(make_synthetic_fer(200, 0))
     results = []

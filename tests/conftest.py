@@ -112,6 +112,6 @@ def stages_run(output: str) -> list[str]:
 
 def tiny_splits(n_samples: int = 160, seed: int = 0) -> dict:
     """train / public_test / private_test tensors from the synthetic generator (no files)."""
-    from ferx.training.loop import splits_of
+    from ferx.training.run_spec import splits_of
 
     return splits_of(make_synthetic_fer(n_samples, seed))

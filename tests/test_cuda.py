@@ -13,8 +13,10 @@ from ferx.models import ModelConfig, build_model
 from ferx.models.checkpoint import load_state
 from ferx.params import Params, RuntimeParams, TrainParams
 from ferx.training import loop
-from ferx.training.loop import DeviceError, RunSpec, deterministic_cuda, fit
+from ferx.training.device import DeviceError, deterministic_cuda
+from ferx.training.loop import fit
 from ferx.training.run import train_and_save
+from ferx.training.run_spec import RunSpec
 from tests.conftest import tiny_splits
 
 CUDA = torch.cuda.is_available()

@@ -7,8 +7,9 @@ import torch
 from ferx import cpu
 from ferx.params import TrainParams
 from ferx.training import precision
-from ferx.training.loop import RunSpec, fit
+from ferx.training.loop import fit
 from ferx.training.precision import resolve_precision, slow_bf16_warning
+from ferx.training.run_spec import RunSpec
 from tests.conftest import tiny_splits
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

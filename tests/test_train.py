@@ -14,9 +14,10 @@ from ferx.models import MiniXception, ModelConfig, build_model
 from ferx.models.checkpoint import CheckpointError, load_model, load_state, save_model, save_state
 from ferx.models.inference import predict_logits
 from ferx.params import RuntimeParams, TrainParams
-from ferx.training.loop import RunSpec, Split, fit, freeze_all_but
+from ferx.training.loop import fit, freeze_all_but
 from ferx.training.optim import make_ema
 from ferx.training.resume import training_sources
+from ferx.training.run_spec import RunSpec, Split
 from ferx.training.source_code import relative_name
 from tests.conftest import tiny_splits
 
@@ -552,7 +553,8 @@ def test_ragged_batches_do_not_crash_the_training_loop(tmp_path, layout, precisi
         from pathlib import Path
         from ferx.models import MiniXception
         from ferx.params import RuntimeParams, TrainParams
-        from ferx.training.loop import RunSpec, fit
+        from ferx.training.loop import fit
+        from ferx.training.run_spec import RunSpec
         from tests.conftest import tiny_splits
         splits = tiny_splits(100, seed=1)
         params = TrainParams(epochs=1, batch_size=13, precision={precision!r})

@@ -9,136 +9,30 @@ the best on PublicTest only; PrivateTest is reported, never used to choose.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ferx.data.splits import load_split
-from ferx.labels import EVAL_SPLITS, SPLITS
+from ferx.labels import EVAL_SPLITS
 from ferx.metrics import summary_metrics
 from ferx.models.checkpoint import save_state
 from ferx.models.inference import memory_format, predict_logits
 from ferx.params import RuntimeParams, TrainParams
 from ferx.training.augment import augment_batch
+from ferx.training.device import choose_device, deterministic_cuda
 from ferx.training.optim import make_ema, make_optimizer, make_scheduler
 from ferx.training.precision import (
     AUTOCAST_DTYPES,
-    DeviceError,
     check_precision,
     resolve_precision,
 )
 from ferx.training.progress import live_log, log_epoch, open_live
 from ferx.training.resume import fingerprint, resume_or_start
-
-
-@dataclass(frozen=True)
-class Split:
-    x: torch.Tensor  # uint8, N x 1 x 48 x 48
-    y: torch.Tensor  # int64, N
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-
-def splits_of(table: Any) -> dict[str, Split]:
-    """train, public_test and private_test of a ferx.data.fercsv.FerTable, parsed or drawn
-    (no files; typed loosely so that training does not import the CSV parser)."""
-    return {
-        name: Split(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y))
-        for usage, name in SPLITS.items()
-        for x, y in [table.split(usage)]
-    }
-
-
-def load_splits(prepared_dir: str | Path) -> dict[str, Split]:
-    """train, public_test and private_test as tensors (pixels stay uint8 until batched)."""
-    splits = {}
-    for name in SPLITS.values():
-        x, y = load_split(Path(prepared_dir) / f"{name}.npz")
-        splits[name] = Split(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y))
-    return splits
-
-
-@dataclass
-class RunSpec:
-    """Where a run writes, and what distinguishes improve from train."""
-
-    name: str  # "train" or "improve": prefixes log lines
-    state_path: Path  # per-epoch resume checkpoint
-    live_dir: Path | None = None  # DVCLive folder; None turns DVCLive off (tests)
-    select_metric: str = "accuracy"  # PublicTest metric that picks the best epoch
-    class_weights: torch.Tensor | None = None
-    init_state_dict: dict[str, torch.Tensor] | None = None  # fine-tune from these weights
-    fingerprint_extra: dict[str, Any] = field(default_factory=dict)
-    # which weights learn (improve.retrain): "all"; "top": the deepest layers and the head;
-    # "head": the classifier head (classifier re-training, Kang et al. 2020); "bias": its 7
-    # biases. Frozen layers, BatchNorm statistics included, stay as loaded.
-    trainable: str = "all"
-    # called after every finished epoch, with the history so far (tests use it to interrupt)
-    on_epoch_end: Callable[[list[dict[str, float]]], None] | None = None
-    # what decides this sitting's bits (threads, ISA, precision: run.bits_record), kept in the
-    # checkpoint with every earlier sitting's, so a resumed run records each of them
-    sitting: dict[str, Any] | None = None
-
-
-@dataclass
-class FitResult:
-    best_state_dict: dict[str, torch.Tensor]
-    best_epoch: int
-    history: list[dict[str, float]]
-    seconds: float
-    # fine-tuning only: the starting weights' PublicTest / PrivateTest metrics ("epoch 0")
-    start: dict[str, float] | None = None
-    # one record per sitting that trained epochs (RunSpec.sitting, with its first epoch)
-    sittings: list[dict[str, Any]] = field(default_factory=list)
-
-
-CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS's deterministic workspace, unless the user set one
-
-
-@contextmanager
-def deterministic_cuda() -> Iterator[None]:
-    """Settings under which a CUDA run repeats itself bit for bit (PyTorch's reproducibility
-    notes): deterministic algorithms (an op without one raises instead of varying), cuDNN
-    without autotuning, and cuBLAS's fixed workspace (read when cuBLAS starts: set first).
-    Process-wide switches, so they are put back as found when the run ends: a caller that
-    trains and then does something else (a notebook, the test suite) keeps its own settings,
-    and its own environment."""
-    set_here = "CUBLAS_WORKSPACE_CONFIG" not in os.environ
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-    found = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.deterministic,
-        torch.backends.cudnn.benchmark,
-    )
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(found[0], warn_only=found[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = found[2:]
-        if set_here:
-            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-
-
-def choose_device(wanted: str) -> torch.device:
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("runtime.device: cuda was asked for but no CUDA device is available")
-    if wanted == "cpu" or (wanted == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda")
+from ferx.training.run_spec import FitResult, RunSpec, Split
 
 
 def fit(

@@ -16,15 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ferx.errors import UserError
+from ferx.training.device import DeviceError
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # train.precision -> dtype
 # oneDNN's ISAs with bf16 dot products: AVX512_CORE_BF16 and everything above it
 _ONEDNN_BF16_ISAS = ("BF16", "FP16", "AMX", "AVX10", "ALL")
-
-
-class DeviceError(UserError):
-    """The device or precision asked for cannot be had on this machine."""
 
 
 @dataclass(frozen=True)

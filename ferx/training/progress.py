@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ferx.training.loop import RunSpec
+    from ferx.training.run_spec import RunSpec
 
 
 def open_live(spec: RunSpec, history: list[dict[str, float]]):

@@ -20,7 +20,7 @@ from ferx.params import TrainParams
 from ferx.training.source_code import PACKAGE_DIR, import_closure, relative_name
 
 if TYPE_CHECKING:
-    from ferx.training.loop import Split
+    from ferx.training.run_spec import Split
 
 
 def fingerprint(

@@ -18,7 +18,8 @@ from ferx.models import ModelConfig, build_model
 from ferx.models.checkpoint import save_model
 from ferx.params import ModelParams, Params, RuntimeParams, TrainParams
 from ferx.plots import plot_curves
-from ferx.training.loop import CUBLAS_WORKSPACE, RunSpec, Split, choose_device, fit, load_splits
+from ferx.training.device import CUBLAS_WORKSPACE, choose_device
+from ferx.training.loop import fit
 from ferx.training.precision import (
     Resolved,
     check_precision,
@@ -26,6 +27,7 @@ from ferx.training.precision import (
     slow_bf16_warning,
 )
 from ferx.training.progress import history_table
+from ferx.training.run_spec import RunSpec, Split, load_splits
 
 # Environment variables that move the bits: the instruction set oneDNN / ATen / MKL may use,
 # and the OpenMP thread count torch starts with (BENCHMARKS.md: "What changes the bits")
