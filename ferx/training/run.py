@@ -51,7 +51,7 @@ def bits_record(runtime: RuntimeParams, precision: Resolved) -> dict[str, Any]:
     if device.type == "cuda":  # what the run had: fit sets it while it trains
         environment.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     return {
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: the checkpoint loads weights-only
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "cpu": cpu_model(),
         "cpu_features": cpu_features(),
