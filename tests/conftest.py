@@ -110,6 +110,25 @@ def stages_run(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
+@pytest.fixture()
+def training_dtypes(monkeypatch) -> list:
+    """The dtype of every training forward of a MiniXception while the test runs (what autocast
+    made of it), in order; eval forwards are left out."""
+    from ferx.models import MiniXception
+
+    seen: list = []
+    forward = MiniXception.forward
+
+    def spy(self, x):
+        out = forward(self, x)
+        if self.training:
+            seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(MiniXception, "forward", spy)
+    return seen
+
+
 def tiny_splits(n_samples: int = 160, seed: int = 0) -> dict:
     """train / public_test / private_test tensors from the synthetic generator (no files)."""
     from ferx.training.run_spec import splits_of

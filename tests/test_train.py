@@ -604,17 +604,8 @@ def test_with_ema_the_average_is_evaluated_and_kept(tmp_path):
     )
 
 
-def test_bf16_precision_trains_under_autocast_with_float32_weights(tmp_path, monkeypatch):
-    seen = []
-    forward = MiniXception.forward
-
-    def spy(self, x):
-        out = forward(self, x)
-        if self.training:
-            seen.append(out.dtype)
-        return out
-
-    monkeypatch.setattr(MiniXception, "forward", spy)
+def test_bf16_precision_trains_under_autocast_with_float32_weights(tmp_path, training_dtypes):
+    seen = training_dtypes
     model_fp32, _ = run(tmp_path, quick(epochs=1), "fp32")
     assert set(seen) == {torch.float32}
     seen.clear()
