@@ -1,11 +1,11 @@
-"""dvc stage `prepare`: FER2013 CSV (or the synthetic stand-in) -> npz splits + probe PNGs."""
+"""dvc stage `prepare`: FER2013 CSV (or the synthetic stand-in) -> npz splits."""
 
 import time
 from pathlib import Path
 
 from ferx.atomic import write_json
 from ferx.cli import run_stage
-from ferx.data.prepare import load_source, summarise, write_probes, write_splits
+from ferx.data.prepare import load_source, summarise, write_splits
 from ferx.data.splits import SOURCE_FILE
 from ferx.params import Params
 
@@ -15,10 +15,9 @@ def main(params: Params) -> None:
     table, source = load_source(params.prepare)
     write_splits(table, params.prepare.out_dir)
     # what the later stages read (they depend on it, not on metrics/prepare.json, which also
-    # names the raw file and the probes: renaming those must not retrain anything)
+    # names the raw file: renaming it must not retrain anything)
     write_json(Path(params.prepare.out_dir) / SOURCE_FILE, {"source": source.kind})
-    probes = write_probes(table, params.prepare)
-    summary = summarise(table, source, probes)
+    summary = summarise(table, source)
     write_json("metrics/prepare.json", summary)
     counts = ", ".join(f"{k} {v['total']}" for k, v in summary["counts"].items())
     print(f"prepare: {source.kind} data, {counts} ({time.perf_counter() - start:.1f} s)")

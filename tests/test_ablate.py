@@ -1,5 +1,6 @@
 """ferx-ablate: specs, run identity across commits, seeds and intervals, the DVC queue."""
 
+import hashlib
 import json
 import re
 import shutil
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from ferx.analysis.cost_figure import label_offsets
+from ferx.errors import UserError
 from ferx.experiments import cli, identity, queue, records
 from ferx.experiments.cli import main, threads_per_job
 from ferx.experiments.frontier import frontier_points, pareto
@@ -138,28 +140,148 @@ def test_runs_are_rows_times_seeds_with_complete_normalised_params(tmp_path):
     assert [r.seed for r in make_runs(spec, current, seeds=(7,))] == [7, 7]
 
 
-def test_stage_inputs_expand_params_and_matrices_and_leave_out_what_stages_write():
-    from ferx.errors import UserError
-    from ferx.experiments.identity import stage_inputs
-
-    pipeline = {
+def _pipeline() -> dict:
+    """prep -> evaluate (a matrix) -> compare, which write what the table reads; explain
+    reads the user's probes and writes what only people look at."""
+    return {
         "stages": {
-            "prep": {"deps": ["prep.py", "${prepare.raw}"], "outs": ["${prepare.out_dir}"]},
+            "prep": {
+                "deps": ["prep.py", "${prepare.raw}"],
+                "params": ["prepare.raw", "prepare.out_dir"],
+                "outs": ["${prepare.out_dir}"],
+            },
             "evaluate": {
-                "matrix": {"split": ["a", "b"]},
+                "matrix": {"split": ["public_test", "private_test"]},
                 "deps": ["ev.py", "${prepare.out_dir}/${item.split}.npz", "extra/${item.split}"],
-                "outs": [{"metrics/${item.split}.json": {"cache": False}}],
+                "params": ["train"],
+                "outs": [{"metrics/eval/baseline_${item.split}.json": {"cache": False}}],
+            },
+            "compare": {
+                "deps": ["cmp.py", "metrics/eval"],
+                "metrics": [{"metrics/summary.json": {"cache": False}}],
+            },
+            "explain": {
+                "deps": ["explain.py", "${explain.user_probes}", "metrics/summary.json"],
+                "params": ["explain", "prepare.probes"],
+                "outs": ["plots/explain"],
             },
         }
     }
-    params = {"prepare": {"raw": "data/raw", "out_dir": "data/prepared"}}
-    assert stage_inputs(pipeline, params) == [
-        "data/raw", "ev.py", "extra/a", "extra/b", "prep.py"
+
+
+PARAMS = {
+    "prepare": {"raw": "data/raw", "out_dir": "data/prepared", "probes": {"seed": 0}},
+    "train": {"lr": 0.001},
+    "explain": {"user_probes": "data/user_probes"},
+}
+BLOBS = {
+    p: str(i)
+    for i, p in enumerate(
+        ["prep.py", "ev.py", "cmp.py", "explain.py", "extra/public_test", "extra/private_test",
+         "data/raw/README.md", "data/raw/fer2013.csv.dvc", "data/raw/.gitignore",
+         "data/user_probes/README.md", "ferx_ablate_table.md"]
+    )
+}  # fmt: skip
+
+
+def _with(update: dict) -> dict:
+    return json.loads(json.dumps(PARAMS)) | update
+
+
+def test_a_runs_inputs_are_what_the_tables_files_are_made_from_and_no_stage_writes():
+    from ferx.experiments.identity import closure, stage_inputs
+
+    assert stage_inputs(_pipeline(), PARAMS) == [
+        "cmp.py", "data/raw", "ev.py", "extra/private_test", "extra/public_test", "prep.py"
     ]  # fmt: skip
+    run = closure(_pipeline(), PARAMS)
+    assert list(run.stages) == ["compare", "evaluate", "prep"]  # not explain
+    assert run.params == {"prepare.out_dir": "data/prepared", "prepare.raw": "data/raw",
+                          "train": {"lr": 0.001}}  # fmt: skip
     for stage in ({"foreach": [1], "do": {}}, {"wdir": "sub", "deps": []},
                   {"matrix": {"m": "${models}"}, "deps": []}):  # fmt: skip
         with pytest.raises(UserError, match="stage x"):
-            stage_inputs({"stages": {"x": stage}}, params)
+            stage_inputs({"stages": {"x": stage}}, PARAMS)
+    with pytest.raises(UserError, match=r"no stage writes metrics/eval/baseline_public_test\.json"):
+        stage_inputs({"stages": {"prep": _pipeline()["stages"]["prep"]}}, PARAMS)
+
+
+def test_what_only_explains_or_presents_and_notes_beside_the_data_leave_a_run_as_it_was():
+    before = identity.fingerprint(BLOBS, _pipeline(), PARAMS)
+    same = [
+        (BLOBS | {"explain.py": "x"}, PARAMS),
+        (BLOBS | {"data/user_probes/happy.png": "x"}, PARAMS),
+        (BLOBS | {"data/raw/README.md": "x", "data/raw/notes.txt": "y"}, PARAMS),
+        (BLOBS | {"data/raw/.gitignore": "x"}, PARAMS),  # what `dvc add` writes
+        (BLOBS | {"ferx_ablate_table.md": "x"}, PARAMS),
+        (BLOBS, _with({"explain": {"user_probes": "elsewhere"}})),
+        (BLOBS, _with({"prepare": {**PARAMS["prepare"], "probes": {"seed": 5}}})),
+        (BLOBS, _with({"runtime": {"threads": 1}})),
+    ]
+    for blobs, params in same:
+        assert identity.fingerprint(blobs, _pipeline(), params) == before, (blobs, params)
+    other = [
+        (BLOBS | {"data/raw/fer2013.csv.dvc": "x"}, PARAMS),  # other data
+        (BLOBS | {"ev.py": "x"}, PARAMS),
+        (BLOBS | {"extra/public_test": "x"}, PARAMS),
+        (BLOBS | {"cmp.py": "x"}, PARAMS),
+        (BLOBS, _with({"train": {"lr": 0.002}})),
+    ]
+    for blobs, params in other:
+        assert identity.fingerprint(blobs, _pipeline(), params) != before, (blobs, params)
+    changed = _pipeline()
+    changed["stages"]["evaluate"]["cmd"] = "python ev.py --fast"
+    assert identity.fingerprint(BLOBS, changed, PARAMS) != before
+    changed = _pipeline()
+    changed["stages"]["explain"]["cmd"] = "python explain.py --fast"
+    assert identity.fingerprint(BLOBS, changed, PARAMS) == before
+
+
+def test_an_input_outside_the_repository_or_untracked_is_refused_in_one_line(tmp_path):
+    outside = _with({"prepare": {**PARAMS["prepare"], "raw": "/datasets/fer2013.csv"}})
+    with pytest.raises(UserError, match=r"stage prep reads /datasets/fer2013\.csv, outside the"):
+        identity.fingerprint(BLOBS, _pipeline(), outside, root=tmp_path)
+    above = _with({"prepare": {**PARAMS["prepare"], "raw": "../fer2013.csv"}})
+    with pytest.raises(UserError, match="outside the repository"):
+        identity.fingerprint(BLOBS, _pipeline(), above, root=tmp_path)
+    # spelt with `./` or as an absolute path inside the repository: the data still counts
+    moved = BLOBS | {"data/raw/fer2013.csv.dvc": "x"}
+    for raw in ("./data/raw/", str(tmp_path / "data/raw")):
+        spelt = _with({"prepare": {**PARAMS["prepare"], "raw": raw}})
+        first = identity.fingerprint(BLOBS, _pipeline(), spelt, root=tmp_path)
+        assert identity.fingerprint(moved, _pipeline(), spelt, root=tmp_path) != first, raw
+    untracked = _with({"prepare": {**PARAMS["prepare"], "raw": "datasets"}})
+    with pytest.raises(UserError) as caught:
+        identity.fingerprint(BLOBS, _pipeline(), untracked)
+    assert "stage prep reads datasets, which neither git nor DVC tracks" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    # the data file itself, tracked by its pointer: the pointer's bytes count
+    as_file = _with({"prepare": {**PARAMS["prepare"], "raw": "data/raw/fer2013.csv"}})
+    first = identity.fingerprint(BLOBS, _pipeline(), as_file)
+    assert identity.fingerprint(moved, _pipeline(), as_file) != first
+
+
+def test_a_data_file_in_the_workspace_that_git_and_dvc_do_not_track_is_refused(tmp_path):
+    root = tmp_path / "repo"
+    (root / "data/raw").mkdir(parents=True)
+    for name in ("prep.py", "ev.py", "cmp.py", "extra/public_test", "extra/private_test",
+                 "data/raw/README.md"):  # fmt: skip
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    blobs = identity.workspace_blobs(root)
+    pipeline = _pipeline()
+    before = identity.workspace_fingerprint(blobs, pipeline, PARAMS, root)
+    (root / "data/raw/fer2013.csv").write_text("emotion,pixels,Usage\n")  # copied in, no dvc add
+    (root / "data/raw/notes.md").write_text("mine\n")
+    with pytest.raises(UserError, match=r"data/raw/fer2013\.csv: a stage of the run reads it"):
+        identity.workspace_fingerprint(blobs, pipeline, PARAMS, root)
+    (root / "data/raw/fer2013.csv.dvc").write_text("outs:\n- md5: 0123\n  path: fer2013.csv\n")
+    git(root, "add", "data/raw/fer2013.csv.dvc")  # as `dvc add` and the README say
+    tracked = identity.workspace_blobs(root)
+    after = identity.workspace_fingerprint(tracked, pipeline, PARAMS, root)
+    assert after != before
 
 
 # --- statistics -----------------------------------------------------------------------
@@ -417,11 +539,17 @@ def test_jobs_share_the_cores_out_as_threads(tmp_path, monkeypatch):
     assert not any(str(arg).startswith("runtime.") for arg in calls[0])
 
 
+def _key(params: dict) -> str:
+    """A stand-in run key: one per distinct params, as identity.fingerprint gives."""
+    return hashlib.sha256(records.canonical(params).encode()).hexdigest()
+
+
 def _fake_queue(monkeypatch, tmp_path, tasks_after):
     """A spec in tmp_path and a DVC queue that lists nothing until runs are queued."""
     monkeypatch.chdir(tmp_path)
     _spec(tmp_path, TWO)
     monkeypatch.setattr(cli, "match", lambda runs, found: {})
+    monkeypatch.setattr(cli, "_fingerprints", lambda: _key)  # no git repository here
     monkeypatch.setattr(queue, "experiments", list)
     monkeypatch.setattr(queue, "start_workers", lambda jobs, threads: None)
     listed = []
@@ -504,9 +632,8 @@ def test_records_only_grow_and_stand_only_for_their_params_on_their_stage_inputs
     assert records.save(path, [_record(1, name="older", hour=9)]) == 2  # an older one: not kept
     kept = records.load(path)
     assert kept == [_record(0), _record(1, name="again", hour=11)]  # every field read back
-    assert records.find(kept, {"train": {"seed": 0}}, "a" * 64) == _record(0)
-    assert records.find(kept, {"train": {"seed": 0}}, "b" * 64) is None  # other stage inputs
-    assert records.find(kept, {"train": {"seed": 2}}, "a" * 64) is None  # other params
+    assert records.find(kept, "a" * 64) == _record(1, name="again", hour=11)  # the newest
+    assert records.find(kept, "b" * 64) is None  # another run key: other params or inputs
     stale = _record(0, fingerprint="b" * 64, name="older")
     assert records.save(path, [stale]) == 3  # kept beside: an older commit may match it
 
@@ -562,11 +689,11 @@ def test_a_damaged_runs_file_is_one_line_naming_it_and_nothing_is_queued(
 def test_of_a_record_and_an_experiment_for_one_run_the_newer_stands(tmp_path, monkeypatch):
     spec = load_spec(_spec(tmp_path, TWO), tmp_path / "params.yaml")
     runs = make_runs(spec, yaml.safe_load((tmp_path / "params.yaml").read_text()))
-    monkeypatch.setattr(cli, "_fingerprints", lambda: lambda params: "a" * 64)
+    monkeypatch.setattr(cli, "_fingerprints", lambda: _key)
 
-    def result(run, hour, fingerprint="a" * 64):
+    def result(run, hour, fingerprint=None):
         experiment = queue.Experiment(f"e{hour}", "1" * 40, "2" * 40, f"T{hour:02d}", {}, {})
-        return records.Record(run.resolved, fingerprint, experiment, None)
+        return records.Record(run.resolved, fingerprint or _key(run.resolved), experiment, None)
 
     first, second, third = runs
     kept = [result(first, 9), result(second, 11), result(third, 11, fingerprint="b" * 64)]
@@ -635,9 +762,20 @@ TOY_PIPELINE = {
             "params": ["train"],
             "outs": [{"metrics/eval/baseline_public_test.json": {"cache": False}}],
             "metrics": [{"metrics/summary.json": {"cache": False}}],
-        }
+        },
+        # what only shows results (as explain does): outside every run's identity
+        "show": {
+            "cmd": "python show.py",
+            "deps": ["show.py", "data/user_probes", "metrics/summary.json"],
+            "params": ["explain"],
+            "outs": [{"plots/show.txt": {"cache": False}}],
+        },
     }
 }
+SHOW_STAGE = """import os
+os.makedirs("plots", exist_ok=True)
+open("plots/show.txt", "w").write(str(sorted(os.listdir("data/user_probes"))))
+"""
 # written as a user would: PyYAML reads `1e-3` (no dot) as a string, DVC stores 0.001
 TOY_SPEC = """name: toy
 seeds: [0, 1]
@@ -654,6 +792,9 @@ def toy(tmp_path, monkeypatch):
     (root / "data/raw/README").write_text("the FER2013 file goes here\n")
     shutil.copy(PROJECT_ROOT / "params.yaml", root / "params.yaml")
     (root / "toy.py").write_text(TOY_STAGE)
+    (root / "show.py").write_text(SHOW_STAGE)
+    (root / "data/user_probes").mkdir()
+    (root / "data/user_probes/README.md").write_text("your faces\n")
     (root / "dvc.yaml").write_text(yaml.safe_dump(TOY_PIPELINE, sort_keys=False))
     (root / "spec.yaml").write_text(TOY_SPEC)
     # a factor that restates a default: its rows resolve like row 0's, one experiment for both
@@ -716,6 +857,14 @@ def test_results_survive_commits_and_only_a_change_of_what_stages_read_reruns(to
     assert (toy / "ablation/toy/table.md").read_text() == first
     capsys.readouterr()
     assert main(["spec.yaml"]) == 0  # `1e-3` is matched as 0.001 too: nothing queued
+    assert "6 already done, 0 queued" in capsys.readouterr().out
+
+    # a user probe, an edited data README, the showing stage's code and params: nothing reruns
+    (toy / "data/user_probes/happy.png").write_bytes(b"\x89PNG not really")
+    (toy / "data/raw/README").write_text("the FER2013 file goes here; see the docs\n")
+    (toy / "show.py").write_text(SHOW_STAGE + "# changed\n")
+    _commit_all(toy, "a user probe, a note, the show stage")
+    assert main(["spec.yaml"]) == 0
     assert "6 already done, 0 queued" in capsys.readouterr().out
 
     # a param no row sets: every run is stale, and the previous table stays until all rerun
@@ -848,8 +997,8 @@ def _rev(root, name: str) -> str:
 def test_the_report_stage_reads_results_and_tables_but_is_no_part_of_a_runs_identity():
     pipeline = {
         "stages": {
-            "train": {"cmd": "x", "deps": ["train.py"], "outs": ["m.pt"]},
-            "report": {"cmd": "y", "deps": ["report.py", "ablation", "m.pt"], "outs": ["r"]},
+            "train": {"cmd": "x", "deps": ["train.py"], "outs": ["metrics"]},
+            "report": {"cmd": "y", "deps": ["report.py", "ablation", "metrics"], "outs": ["r"]},
         }
     }
     assert identity.stage_inputs(pipeline, {}) == ["train.py"]
@@ -859,3 +1008,39 @@ def test_the_report_stage_reads_results_and_tables_but_is_no_part_of_a_runs_iden
     assert identity.fingerprint(blobs, pipeline, {}) != identity.fingerprint(
         {**blobs, "train.py": "9"}, pipeline, {}
     )
+
+
+def test_on_the_real_pipeline_probes_explanations_and_the_report_leave_runs_standing():
+    # the issue's case: a new user probe, a new probe seed, an edited data README or
+    # explain's code made every finished run of a four-hour study stand for nothing
+    pipeline = identity.parse_pipeline((PROJECT_ROOT / "dvc.yaml").read_text())
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    blobs = identity.workspace_blobs(PROJECT_ROOT)
+    before = identity.fingerprint(blobs, pipeline, params, PROJECT_ROOT)
+
+    def seen(blobs=blobs, **update) -> str:
+        changed = json.loads(json.dumps(params))
+        for dotted, value in update.items():
+            *path, key = dotted.split("__")
+            node = changed
+            for part in path:
+                node = node[part]
+            node[key] = value
+        return identity.fingerprint(blobs, pipeline, changed, PROJECT_ROOT)
+
+    assert seen(prepare__probes__seed=9) == before
+    assert seen(explain__user_probes="my_faces") == before
+    assert seen(evaluate__tta="flip") != before  # the table has TTA columns
+    assert seen(improve__beta=0.9999) != before
+    assert seen(train__lr=0.002) != before
+    for path, same in (
+        ("data/user_probes/happy.png", True),
+        ("data/raw/README.md", True),
+        ("stages/explain.py", True),
+        ("stages/probes.py", True),
+        ("ferx/analysis/report.py", True),
+        ("stages/train.py", False),
+        ("ferx/training/class_weights.py", False),
+        ("ferx/analysis/cost.py", False),
+    ):
+        assert (seen({**blobs, path: "0" * 40}) == before) is same, path

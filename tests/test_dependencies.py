@@ -115,7 +115,7 @@ MAY_IMPORT = {
     "training": {"top", "data", "models", "training"},
     "analysis": {"top", "data", "models", "analysis", "deploy.export"},
     "deploy": {"top", "data", "models", "deploy", "analysis.explain"},
-    "experiments": {"top", "experiments", "analysis.cost_figure"},
+    "experiments": {"top", "experiments", "analysis.cost_figure", "data.notes"},
 }
 
 

@@ -34,7 +34,7 @@ def test_prepare_runs_once_then_only_on_change(tmp_path):
     assert json.loads((root / "metrics/prepare.json").read_text())["source"] == "synthetic"
     assert stages_run(dvc(root, "repro", "prepare").stdout) == []
 
-    dvc(root, "exp", "run", "-S", "prepare.probes.seed=7", "prepare")
+    dvc(root, "exp", "run", "-S", "prepare.synthetic.seed=7", "prepare")
     assert json.loads((root / "metrics/prepare.json").read_text())["source"] == "synthetic"
 
     (root / "data/raw/fer2013.csv").write_text(to_csv_text(make_synthetic_fer(100, seed=9)))
@@ -133,6 +133,7 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     root = make_dvc_project(tmp_path, TINY_ALL)
     ran = stages_run(dvc(root, "repro").stdout)
     assert set(ran) == {"prepare", "train", "improve_init", "improve", "compare", "cost"} | {
+        "probes",
         "plots_page",
         "report",
     } | (EXPLAIN | EVALUATE | EXPORT)
@@ -201,10 +202,10 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     assert "improved.private.accuracy" in readme and "improve.lr" in readme
     assert max(len(line) for line in readme.splitlines()) <= 200  # a screen, not 16,000 chars
 
-    # New probe faces: prepare and explain rerun; the npz splits are byte-identical, so no
-    # training or evaluation does.
+    # New probe faces: the probes stage and explain rerun; prepare, training and evaluation
+    # do not.
     result = dvc(root, "exp", "run", "-S", "prepare.probes.seed=5")
-    assert set(stages_run(result.stdout)) == {"prepare", "report"} | EXPLAIN
+    assert set(stages_run(result.stdout)) == {"probes", "report"} | EXPLAIN
     assert stages_run(dvc(root, "repro").stdout) == []
 
     # A face of the user's own: explain reruns and shows it; nothing deletes it.
@@ -214,7 +215,7 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
     assert set(stages_run(dvc(root, "repro").stdout)) == EXPLAIN | REPORT
     explained = json.loads((root / "metrics/explain/improved.json").read_text())
     assert explained["sets"]["user_probes"]["images"][0]["file"] == "happy_mine.png"
-    dvc(root, "exp", "run", "-S", "prepare.probes.seed=6")  # prepare rewrites data/probes
+    dvc(root, "exp", "run", "-S", "prepare.probes.seed=6")  # probes rewrites data/probes
     assert (root / "data/user_probes/happy_mine.png").exists()
 
     # dvc plots show / diff: every Vega plot renders in a real browser with no network
@@ -288,7 +289,7 @@ def test_queued_experiments_run_on_the_real_csv_or_fail_never_on_synthetic(tmp_p
     assert git(root, "status", "--porcelain") == ""  # the data file is never offered to git
 
     # Not tracked yet: DVC does not copy it into the queued workspace, and prepare says so.
-    dvc(root, "exp", "run", "--queue", "-n", "untracked", "-S", "prepare.probes.seed=3")
+    dvc(root, "exp", "run", "--queue", "-n", "untracked", "-S", "prepare.synthetic.seed=3")
     assert _run_queue(root)["untracked"] == "Failed"
     log = dvc(root, "queue", "logs", "untracked", check=False)
     assert "not in this DVC experiment's workspace" in log.stdout + log.stderr
@@ -298,7 +299,8 @@ def test_queued_experiments_run_on_the_real_csv_or_fail_never_on_synthetic(tmp_p
     dvc(root, "add", "data/raw/fer2013.csv")
     git(root, "add", "data/raw/fer2013.csv.dvc")
     git(root, "commit", "-q", "-m", "track FER2013 with DVC")
-    dvc(root, "exp", "run", "--queue", "-n", "tracked", "-S", "prepare.probes.seed=4", "prepare")
+    dvc(root, "exp", "run", "--queue", "-n", "tracked", "-S", "prepare.synthetic.seed=4",
+        "prepare")  # fmt: skip
     assert _run_queue(root)["tracked"] == "Success"
     summary = _experiment_prepare_summary(root, "tracked")
     assert summary["source"] == "real"
@@ -412,7 +414,7 @@ def test_each_change_reruns_exactly_the_stages_that_read_it(tmp_path):
     raw = root / "data/raw/faces.csv"  # a real-format file: prepare reads it as FER2013
     raw.write_text(to_csv_text(make_synthetic_fer(120, seed=4)))
     first = set(stages_run(dvc(root, "repro").stdout))
-    assert first == {"prepare", "train", "improve_init", "improve", "compare", "cost"} | (
+    assert first == {"prepare", "probes", "train", "improve_init", "improve", "compare", "cost"} | (
         {"plots_page"} | EXPLAIN | EVALUATE | EXPORT | REPORT
     )
     assert json.loads((root / "data/prepared/source.json").read_text()) == {"source": "real"}
@@ -425,9 +427,9 @@ def test_each_change_reruns_exactly_the_stages_that_read_it(tmp_path):
     subprocess.run(["gzip", str(root / "data/raw/renamed.csv")], check=True)
     assert stages_run(dvc(root, "repro").stdout) == ["prepare", "report"]
 
-    # Other probe classes: new probe faces, so prepare and explain; no training.
+    # Other probe classes: new probe faces, so probes and explain; not prepare, no training.
     _set_params(root, {"prepare": {"probes": {"test": ["happy", "sad", "fear", "angry"]}}})
-    assert set(stages_run(dvc(root, "repro").stdout)) == {"prepare"} | EXPLAIN | REPORT
+    assert set(stages_run(dvc(root, "repro").stdout)) == {"probes"} | EXPLAIN | REPORT
 
     # Improve from scratch: improve and what reads the improved model.
     improved_side = (

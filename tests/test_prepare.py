@@ -17,6 +17,8 @@ SMALL = {"prepare": {"synthetic": {"n_samples": 150, "seed": 1}}}
 def test_synthetic_default_writes_splits_probes_and_says_so_loudly(tmp_path):
     result = run_stage("prepare", tmp_path, SMALL)
     assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "data/probes").exists()  # the probes stage draws them
+    assert run_stage("probes", tmp_path).returncode == 0
     assert "NO REAL DATA" in result.stderr and "SYNTHETIC" in result.stderr
     summary = json.loads((tmp_path / "metrics/prepare.json").read_text())
     assert summary["source"] == "synthetic" and summary["sha256"] is None
@@ -42,6 +44,7 @@ def test_synthetic_default_writes_splits_probes_and_says_so_loudly(tmp_path):
 def test_probes_are_private_test_faces_of_their_label_and_seeded(tmp_path):
     params = {"prepare": {**SMALL["prepare"], "probes": {"seed": 4, "test": ["happy", "fear"]}}}
     assert run_stage("prepare", tmp_path, params).returncode == 0
+    assert run_stage("probes", tmp_path).returncode == 0
     x, y = load_split(tmp_path / "data/prepared/private_test.npz")
     first = {}
     for name, label in (("happy", 3), ("fear", 2)):
@@ -50,7 +53,7 @@ def test_probes_are_private_test_faces_of_their_label_and_seeded(tmp_path):
         matches = np.flatnonzero((x == image).all(axis=(1, 2)))
         assert matches.size and (y[matches] == label).all()
         first[name] = image
-    assert run_stage("prepare", tmp_path).returncode == 0  # same seed: same images
+    assert run_stage("probes", tmp_path).returncode == 0  # same seed: same images
     for name, image in first.items():
         np.testing.assert_array_equal(
             np.asarray(Image.open(tmp_path / f"data/probes/test/{name}.png")), image

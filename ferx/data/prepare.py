@@ -1,4 +1,4 @@
-"""The prepare stage's work: FER2013 (or the synthetic stand-in) to npz splits and probe PNGs."""
+"""The prepare stage's work: FER2013 (or the synthetic stand-in) to npz splits."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image
 
-from ferx.atomic import atomic_dir, write_atomic
+from ferx.atomic import write_atomic
 from ferx.data.archives import FerDataError, read_file_bytes, unpack_csv
 from ferx.data.fercsv import USAGES, FerTable, parse_fer_csv
+from ferx.data.notes import is_note, is_pointer
 from ferx.data.synthetic import make_synthetic_fer
-from ferx.labels import CLASS_NAMES, PROBE_SETS, SPLITS
+from ferx.labels import CLASS_NAMES, SPLITS
 from ferx.params import PrepareParams
 
 SYNTHETIC_BANNER = """
@@ -29,9 +29,6 @@ SYNTHETIC_BANNER = """
 !! ICML icml_face_data.csv; any name) and run `dvc repro` again.
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 """
-
-# Files in the raw-data folder that are never the data: notes, DVC's and git's own files.
-_NOT_DATA_SUFFIXES = {".md", ".txt", ".dvc"}
 
 
 @dataclass(frozen=True)
@@ -51,12 +48,7 @@ def find_raw_file(raw: str | Path) -> Path | None:
     if not raw.is_dir():
         return None
     candidates = sorted(
-        p
-        for p in raw.iterdir()
-        if p.is_file()
-        and not p.name.startswith(".")
-        and p.suffix.lower() not in _NOT_DATA_SUFFIXES
-        and not p.name.lower().startswith("readme")
+        p for p in raw.iterdir() if p.is_file() and not is_note(p.name) and not is_pointer(p.name)
     )
     if len(candidates) > 1:
         names = ", ".join(p.name for p in candidates)
@@ -171,34 +163,7 @@ def _save_npz(path: Path, x: np.ndarray, y: np.ndarray) -> None:
                 np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def choose_probes(
-    table: FerTable, classes: list[str], seed: int, salt: int = 0
-) -> dict[str, np.ndarray]:
-    """One PrivateTest face per named class, drawn with a seeded generator."""
-    x, y = table.split("PrivateTest")
-    rng = np.random.default_rng([seed, salt])
-    chosen = {}
-    for name in classes:
-        rows = np.flatnonzero(y == CLASS_NAMES.index(name))
-        if rows.size == 0:
-            raise ValueError(f"probe class {name!r} has no PrivateTest image")
-        chosen[name] = x[rng.choice(rows)]
-    return chosen
-
-
-def write_probes(table: FerTable, params: PrepareParams) -> dict[str, list[str]]:
-    """data/probes/test and test2: one <label>.png per class named in params.prepare.probes."""
-    written = {}
-    for salt, folder in enumerate(PROBE_SETS):
-        classes = getattr(params.probes, folder)
-        with atomic_dir(Path(params.probes_dir) / folder) as tmp:
-            for name, image in choose_probes(table, classes, params.probes.seed, salt).items():
-                Image.fromarray(image, mode="L").save(tmp / f"{name}.png")
-        written[folder] = sorted(f"{name}.png" for name in classes)
-    return written
-
-
-def summarise(table: FerTable, source: Source, probes: dict[str, list[str]]) -> dict:
+def summarise(table: FerTable, source: Source) -> dict:
     """The prepare metrics: source, input hash and per-split class counts."""
     counts = {}
     for index, usage in enumerate(USAGES):
@@ -213,5 +178,4 @@ def summarise(table: FerTable, source: Source, probes: dict[str, list[str]]) -> 
         "sha256": source.sha256,
         "rows": len(table.labels),
         "counts": counts,
-        "probes": probes,
     }

@@ -6,9 +6,10 @@
 
 Every row of the spec (ferx.experiments.spec) at every seed is one DVC experiment, queued with
 `dvc exp run --queue` and run by `dvc queue start`. An experiment stands for a run only if it
-ran the run's complete resolved params on the same stage inputs (ferx.experiments.identity),
-on any commit: a rerun queues only the runs no experiment stands for, and committing the table
-or anything no stage reads keeps every result. Every finished run is also recorded in
+ran on the same params and files as far as its table figures depend on them (its run key:
+ferx.experiments.identity), on any commit: a rerun queues only the runs no experiment stands
+for, and committing the table, or changing what only explains or presents results (the probes,
+the report), keeps every result. Every finished run is also recorded in
 ablation/<name>/runs.json (ferx.experiments.records), which stands for it in any clone with
 the same stage inputs: commit it, and a study can go on in another sitting or clone. Outputs,
 written only once every run has results (until then the previous table stays):
@@ -48,7 +49,8 @@ from ferx.experiments.table import (
 )
 from ferx.params import DEFAULT_PARAMS_PATH, ParamsError
 
-PUBLIC_EVAL = f"metrics/eval/{MODEL}_public_test.json"  # holds which faces were right
+PUBLIC_EVAL = identity.PUBLIC_EVAL  # holds which faces were right
+assert f"metrics/eval/{MODEL}_public_test.json" == PUBLIC_EVAL  # the model the table reads
 
 
 def cores() -> int:
@@ -68,8 +70,9 @@ _canonical = records.canonical
 
 
 def _fingerprints() -> Callable[[dict[str, Any]], str]:
-    """params -> the fingerprint of today's stage inputs for them (identity.fingerprint). The
-    workspace is read once, on first use; each params' fingerprint computed once."""
+    """params -> the run key of those params on today's workspace (identity.fingerprint: the
+    params and files the table's figures depend on). The workspace is read once, on first
+    use; each params' key computed once. Two runs with the same key are one experiment."""
     workspace: list[Any] = []
     done: dict[str, str] = {}  # per params: dvc.yaml's ${...} may name files after them
 
@@ -80,7 +83,7 @@ def _fingerprints() -> Callable[[dict[str, Any]], str]:
             workspace.extend([identity.workspace_blobs(), identity.parse_pipeline(text)])
         key = _canonical(params)
         if key not in done:
-            done[key] = identity.fingerprint(workspace[0], workspace[1], params)
+            done[key] = identity.workspace_fingerprint(workspace[0], workspace[1], params)
         return done[key]
 
     return of
@@ -93,30 +96,27 @@ def _from_experiment(run: Run, experiment: queue.Experiment, fingerprint: str) -
 
 
 def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, records.Record]:
-    """run name -> the newest finished experiment that stands for it: the same complete
-    resolved params (runtime aside) and the same stage inputs, on any baseline commit. Runs
-    that resolve to the same params (a factor that restates a default) share it."""
+    """run name -> the newest finished experiment that stands for it: the same run key (the
+    params and files the table's figures depend on), on any baseline commit. Runs with the
+    same key (a factor that restates a default, or sets only what explains) share it."""
     ours = _fingerprints()
     wanted: dict[str, list[Run]] = {}
     for run in runs:
-        wanted.setdefault(_canonical(run.resolved), []).append(run)
+        wanted.setdefault(ours(run.resolved), []).append(run)
     matched: dict[str, tuple[Run, queue.Experiment, str]] = {}
     for experiment in sorted(found, key=lambda e: e.timestamp):  # the newest wins
         if experiment.metrics is None or not experiment.params:
             continue
         try:
-            key = _canonical(normalised(experiment.params))
+            params = normalised(experiment.params)
+            key = ours(params)  # what it would be today: a cheap first sieve
+            if key not in wanted or identity.commit_fingerprint(experiment.rev, params) != key:
+                continue
         except ParamsError:  # params of another schema: stands for nothing of today's
             continue
-        if key not in wanted:
-            continue
-        params = wanted[key][0].resolved
-        try:
-            theirs = identity.commit_fingerprint(experiment.rev, params)
         except UserError:  # an old commit's dvc.yaml this reader refuses: stands for nothing
             continue
-        if theirs == ours(params):
-            matched |= {run.name: (run, experiment, theirs) for run in wanted[key]}
+        matched |= {run.name: (run, experiment, key) for run in wanted[key]}
     return {name: _from_experiment(*hit) for name, hit in matched.items()}
 
 
@@ -124,13 +124,13 @@ def with_records(
     runs: list[Run], kept: list[records.Record], matched: dict[str, records.Record]
 ) -> dict[str, records.Record]:
     """run name -> what stands for it: the experiment `match` found or a kept record of the
-    same resolved params on today's stage inputs, the newer if both (as between experiments)."""
+    same run key, the newer if both (as between experiments)."""
     if not kept:
         return dict(matched)
     ours = _fingerprints()
     done = {}
     for run in runs:
-        both = matched.get(run.name), records.find(kept, run.resolved, ours(run.resolved))
+        both = matched.get(run.name), records.find(kept, ours(run.resolved))
         if found := [r for r in both if r is not None]:
             done[run.name] = max(found, key=records.newness)
     return done
@@ -180,11 +180,11 @@ def _interrupted(before: set[str], spec: Spec, started: bool) -> int:
     return 130
 
 
-def _unique(runs: list[Run]) -> list[Run]:
-    """One run per distinct resolved params: two rows that resolve alike are one experiment."""
+def _unique(runs: list[Run], key: Callable[[dict[str, Any]], str]) -> list[Run]:
+    """One run per run key: two rows that resolve alike are one experiment."""
     seen: dict[str, Run] = {}
     for run in runs:
-        seen.setdefault(_canonical(run.resolved), run)
+        seen.setdefault(key(run.resolved), run)
     return list(seen.values())
 
 
@@ -233,7 +233,8 @@ def run(
     failed: dict[str, str] = {}
     if not collect_only:
         missing = [r for r in mine if r.name not in done]
-        todo = _unique(missing)
+        run_key = _fingerprints()
+        todo = _unique(missing, run_key)
         alike = len(missing) - len(todo)
         share = "" if shard is None else f"shard {shard}: {len(mine)} of "
         print(
@@ -280,8 +281,8 @@ def run(
                 elif task is not None and task.status == "Lost":
                     reason = f"{name}: lost (`dvc queue status` stopped listing it)"
                 if reason:
-                    key = _canonical(todo_run.resolved)
-                    failed |= {r.name: reason for r in runs if _canonical(r.resolved) == key}
+                    key = run_key(todo_run.resolved)
+                    failed |= {r.name: reason for r in runs if run_key(r.resolved) == key}
             matched = match(runs, queue.experiments())
             done = with_records(runs, kept, matched)
     recorded: list[str] = []

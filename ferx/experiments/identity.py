@@ -1,12 +1,19 @@
-"""What an experiment ran on: its params (spec.normalised) and the files its stages read.
+"""What a run is: the params and files its table figures depend on, and nothing else.
 
-An experiment stands for a run only if both match. The files are the dependencies dvc.yaml
-declares that no stage writes (stage scripts, ferx modules, the data folder with the `.dvc`
-file that tracks FER2013, the user's probes) plus dvc.yaml itself (the commands), each by its
-git blob id: in an experiment's commit from `git ls-tree`, in the workspace from
-`git hash-object`. Anything no stage reads (README, the ablation table, this tool) is left out,
-so committing it makes nothing stale; params.yaml is compared as params, not as bytes, so a
-comment changes nothing either.
+ferx-ablate's table reads two files of each experiment: metrics/summary.json and
+metrics/eval/baseline_public_test.json (which PublicTest faces were right). A run's identity
+is the upstream closure of the stages that write them, read from dvc.yaml: those stages'
+definitions (commands, deps, outs; not dvc.yaml's comments or plots), the params they declare
+(their values, so a comment in params.yaml changes nothing), and every file they read that no
+stage writes (stage scripts, ferx modules, the data folder with the `.dvc` pointer that tracks
+FER2013), each by its git blob id: in an experiment's commit from `git ls-tree`, in the
+workspace from `git hash-object`. What only presents or explains (explain, plots_page, report;
+the probe faces, the user's probes, prepare.probes, explain.*) is outside it, and so are notes
+in a data folder (data/raw/README.md): changing them leaves every finished run standing.
+
+Every input must be in the fingerprint: one outside the repository, or tracked by neither git
+nor DVC, is refused with one line (its bytes would decide the numbers while the fingerprint
+held nothing of them), as is a data file in an input folder that git and DVC do not track.
 """
 
 from __future__ import annotations
@@ -14,17 +21,23 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import posixpath
 import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ferx.data.notes import is_note, is_pointer
 from ferx.errors import UserError
 from ferx.experiments.spec import get_dotted
 
 PIPELINE = "dvc.yaml"
+SUMMARY = "metrics/summary.json"
+PUBLIC_EVAL = "metrics/eval/baseline_public_test.json"  # holds which faces were right
+TABLE_READS = (SUMMARY, PUBLIC_EVAL)
 _VAR = re.compile(r"\$\{\s*([A-Za-z0-9_.]+)\s*\}")
 
 
@@ -51,7 +64,7 @@ def _expand(text: str, params: dict[str, Any], item: dict[str, Any]) -> str:
     return _VAR.sub(value, text)
 
 
-def _stage_instances(name: str, stage: dict[str, Any]) -> list[dict[str, Any]]:
+def _matrix_items(name: str, stage: dict[str, Any]) -> list[dict[str, Any]]:
     # what this reader understands of dvc.yaml; anything else is refused, never skipped
     unsupported = sorted({"foreach", "do", "wdir"} & set(stage))
     if unsupported:
@@ -63,43 +76,135 @@ def _stage_instances(name: str, stage: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(keys, c, strict=True)) for c in itertools.product(*matrix.values())] or [{}]
 
 
-# Stages that only present results (the report page reads every result and the ablation
-# tables themselves): what they read cannot change a run's metrics, and counting it would make
-# every experiment stale whenever a table is committed.
-PRESENTATION_STAGES = ("report",)
+@dataclass(frozen=True)
+class _Instance:
+    """One stage, or one cell of a matrix stage, with its paths expanded."""
+
+    stage: str
+    deps: tuple[str, ...]
+    outs: tuple[str, ...]
 
 
-def _computing_stages(pipeline: dict[str, Any]) -> dict[str, Any]:
-    stages = pipeline.get("stages") or {}
-    return {name: stage for name, stage in stages.items() if name not in PRESENTATION_STAGES}
+def _in_repository(path: str, stage: str, root: Path) -> str:
+    """`path` as git names it (relative, no `./`), or a one-line error if it is outside."""
+    plain = posixpath.normpath(path)
+    if posixpath.isabs(plain):
+        try:
+            plain = Path(plain).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            plain = ".."
+    if plain == ".." or plain.startswith("../"):
+        raise UserError(
+            f"stage {stage} reads {path}, outside the repository: a run's identity could not "
+            "hold its bytes. Keep it under the repository (FER2013: in data/raw/, tracked with "
+            "`dvc add`; README: The data)"
+        )
+    return plain
+
+
+def _instances(pipeline: dict[str, Any], params: dict[str, Any], root: Path) -> list[_Instance]:
+    found = []
+    for name, stage in (pipeline.get("stages") or {}).items():
+        for item in _matrix_items(name, stage):
+            paths = [_expand(p, params, item) for p in _paths(stage.get("deps"))]
+            deps = tuple(_in_repository(p, name, root) for p in paths)
+            outs = tuple(
+                _in_repository(_expand(p, params, item), name, root)
+                for kind in ("outs", "metrics", "plots")
+                for p in _paths(stage.get(kind))
+            )
+            found.append(_Instance(name, deps, outs))
+    return found
+
+
+def _overlap(a: str, b: str) -> bool:
+    """One path is the other or holds it (a folder output and a file read from it)."""
+    return a == b or a.startswith(f"{b}/") or b.startswith(f"{a}/")
+
+
+@dataclass(frozen=True)
+class Closure:
+    """What a run's table figures depend on (see the module's docstring)."""
+
+    stages: dict[str, Any]  # name -> the stage as dvc.yaml defines it
+    params: dict[str, Any]  # dotted key -> value, of every param those stages declare
+    inputs: dict[str, str]  # path -> the stage that reads it; no stage writes it
+
+
+def closure(pipeline: dict[str, Any], params: dict[str, Any], root: Path = Path(".")) -> Closure:
+    """The stages upstream of the files the table reads, their params and their inputs."""
+    instances = _instances(pipeline, params, root)
+    needed: list[_Instance] = []
+    wanted, seen = list(TABLE_READS), set()
+    while wanted:
+        path = wanted.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        writers = [i for i in instances if any(_overlap(out, path) for out in i.outs)]
+        if not writers and path in TABLE_READS:
+            raise UserError(f"{PIPELINE}: no stage writes {path}, which ferx-ablate's table reads")
+        for writer in writers:
+            if writer not in needed:
+                needed.append(writer)
+                wanted.extend(writer.deps)
+    every_out = [out for i in instances for out in i.outs]
+    inputs = {
+        dep: i.stage
+        for i in needed
+        for dep in i.deps
+        if not any(_overlap(out, dep) for out in every_out)
+    }
+    stages = {name: pipeline["stages"][name] for name in sorted({i.stage for i in needed})}
+    return Closure(stages, _declared_params(stages, params), dict(sorted(inputs.items())))
+
+
+def _declared_params(stages: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    keys = set()
+    for name, stage in stages.items():
+        for entry in stage.get("params") or []:
+            if not isinstance(entry, str):
+                raise UserError(
+                    f"{PIPELINE}: stage {name}: params from another file ({entry}): "
+                    "not read by ferx-ablate"
+                )
+            keys.add(entry)
+    return {key: get_dotted(params, key) for key in sorted(keys)}
 
 
 def stage_inputs(pipeline: dict[str, Any], params: dict[str, Any]) -> list[str]:
-    """The paths dvc.yaml's computing stages read and no stage writes, sorted."""
-    deps, outs = set(), set()
-    for name, stage in _computing_stages(pipeline).items():
-        for item in _stage_instances(name, stage):
-            deps |= {_expand(p, params, item) for p in _paths(stage.get("deps"))}
-            for kind in ("outs", "metrics", "plots"):
-                outs |= {_expand(p, params, item) for p in _paths(stage.get(kind))}
-
-    def written(path: str) -> bool:
-        return any(path == out or path.startswith(out.rstrip("/") + "/") for out in outs)
-
-    return sorted(p.rstrip("/") for p in deps if not written(p))
+    """The paths the run's stages read and no stage writes, sorted."""
+    return list(closure(pipeline, params).inputs)
 
 
-def fingerprint(blobs: dict[str, str], pipeline: dict[str, Any], params: dict[str, Any]) -> str:
-    """sha256 over the stages as dvc.yaml defines them (commands, deps, outs; not its comments
-    or top-level plots) and (path, blob id) of every file under the stages' inputs, with each
-    input's `.dvc` file (data that `dvc add` tracks: the pointer's bytes hold the data's hash)."""
-    inputs = stage_inputs(pipeline, params)
+def _counted(path: str, input_path: str) -> bool:
+    """Whether the file `path`, found at or under the input `input_path`, counts."""
+    if path == input_path or path == f"{input_path}.dvc":
+        return True
+    return path.startswith(f"{input_path}/") and not is_note(posixpath.basename(path))
 
-    def read(path: str) -> bool:
-        return any(path in (p, f"{p}.dvc") or path.startswith(f"{p}/") for p in inputs if p != ".")
 
-    lines = [json.dumps(_computing_stages(pipeline), sort_keys=True)]
-    lines += sorted(f"{path} {blob}" for path, blob in blobs.items() if read(path))
+def fingerprint(
+    blobs: dict[str, str],
+    pipeline: dict[str, Any],
+    params: dict[str, Any],
+    root: Path = Path("."),
+) -> str:
+    """sha256 over the closure's stage definitions, its params and (path, blob id) of every
+    file of its inputs: the file, its `.dvc` pointer (the pointer's bytes hold the data's
+    hash), or the files under a folder but its notes. An input with no tracked file at all is
+    refused: its bytes would change the numbers and not the fingerprint."""
+    run = closure(pipeline, params, root)
+    lines = [json.dumps(run.stages, sort_keys=True), json.dumps(run.params, sort_keys=True)]
+    for path, stage in run.inputs.items():
+        held = [p for p in blobs if p in (path, f"{path}.dvc") or p.startswith(f"{path}/")]
+        if not held:
+            raise UserError(
+                f"stage {stage} reads {path}, which neither git nor DVC tracks: a run's identity "
+                f"could not hold it (`git add {path}`, or for data `dvc add {path}` and commit "
+                "the .dvc file; README: The data)"
+            )
+        lines += sorted(f"{p} {blobs[p]}" for p in held if _counted(p, path))
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -122,6 +227,44 @@ def workspace_blobs(root: Path = Path(".")) -> dict[str, str]:
         return {}
     ids = _git("-C", str(root), "hash-object", "--stdin-paths", stdin="\n".join(paths))
     return dict(zip(paths, ids.split(), strict=True))
+
+
+def untracked_data(blobs: dict[str, str], folders: list[str], root: Path = Path(".")) -> list[str]:
+    """Files in the workspace's input folders that a stage would read but that neither git
+    nor DVC tracks (no blob, no `.dvc` pointer beside them or above them): a workspace run
+    would use them, a queued one would not see them, and no fingerprint holds them."""
+    present = [f for f in folders if (root / f).is_dir()]
+    if not present:
+        return []
+    listed = _git("-C", str(root), "ls-files", "-z", "-o", "--", *present)
+
+    def tracked(path: str) -> bool:
+        parts = path.split("/")
+        above = ("/".join(parts[:n]) for n in range(len(parts), 0, -1))
+        return path in blobs or any(f"{p}.dvc" in blobs for p in above)
+
+    return sorted(
+        p
+        for p in filter(None, listed.split("\0"))
+        if not is_note(posixpath.basename(p)) and not is_pointer(p) and not tracked(p)
+    )
+
+
+def workspace_fingerprint(
+    blobs: dict[str, str],
+    pipeline: dict[str, Any],
+    params: dict[str, Any],
+    root: Path = Path("."),
+) -> str:
+    """fingerprint() of the workspace, which also refuses untracked data in an input folder."""
+    inputs = closure(pipeline, params, root).inputs
+    if stray := untracked_data(blobs, list(inputs), root):
+        raise UserError(
+            f"{stray[0]}: a stage of the run reads it, but neither git nor DVC tracks it: a "
+            "queued experiment would not see it and no run's identity could hold it "
+            f"(`dvc add {stray[0]}` and commit the .dvc file; README: The data)"
+        )
+    return fingerprint(blobs, pipeline, params, root)
 
 
 def parse_pipeline(text: str | None) -> dict[str, Any]:

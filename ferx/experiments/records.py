@@ -121,9 +121,8 @@ def save(path: Path, new: list[Record]) -> int:
     return len(entries)
 
 
-def find(records: list[Record], params: dict[str, Any], fingerprint: str) -> Record | None:
-    """The record that stands for a run of these params on these stage inputs: the newest,
-    if several do."""
-    key = canonical(params), fingerprint
-    found = [r for r in records if r.key == key]
+def find(records: list[Record], run_key: str) -> Record | None:
+    """The record that stands for the run with this key (identity.fingerprint: the params and
+    files its figures depend on): the newest, if several do."""
+    found = [r for r in records if r.fingerprint == run_key]
     return max(found, key=newness) if found else None
