@@ -1044,3 +1044,52 @@ def test_on_the_real_pipeline_probes_explanations_and_the_report_leave_runs_stan
         ("ferx/analysis/cost.py", False),
     ):
         assert (seen({**blobs, path: "0" * 40}) == before) is same, path
+
+
+def test_a_committed_table_is_labelled_current_only_while_its_runs_keys_are_todays(tmp_path):
+    from ferx.experiments.freshness import study_freshness
+
+    root = tmp_path / "repo"
+    for name in ("prep.py", "ev.py", "cmp.py", "explain.py", "extra/public_test",
+                 "extra/private_test", "data/raw/README.md"):  # fmt: skip
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+    shutil.copy(PROJECT_ROOT / "params.yaml", root / "params.yaml")
+    (root / "dvc.yaml").write_text(yaml.safe_dump(_pipeline()))
+    (root / "ablations").mkdir()
+    (root / "ablations/demo.yaml").write_text(yaml.safe_dump(TWO))
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    runs = make_runs(load_spec(root / "ablations/demo.yaml", root / "params.yaml"),
+                     yaml.safe_load((root / "params.yaml").read_text()), seeds=(0,))  # fmt: skip
+    blobs = identity.workspace_blobs(root)
+    pipeline = _pipeline()
+    kept = [
+        records.Record(
+            run.resolved,
+            identity.fingerprint(blobs, pipeline, run.resolved, root),
+            queue.Experiment(run.name, "1" * 40, "2" * 40, "T", {}, {}),
+            None,
+        )
+        for run in runs
+    ]
+    records.save(root / "ablation/demo/runs.json", kept)
+    rows = [{"row": i, "seeds": [0]} for i in range(len({r.row.index for r in runs}))]
+    (root / "ablation/demo/table.json").write_text(json.dumps(rows))
+
+    def state() -> str:
+        git(root, "add", "-A")
+        found = study_freshness("demo", root=root)
+        assert "\n" not in found.note
+        return found.state + ": " + found.note
+
+    assert state().startswith(f"current: current: each of its {len(runs)} runs")
+    (root / "explain.py").write_text("changed")  # what only explains: still today's
+    (root / "data/raw/README.md").write_text("changed")
+    assert state().startswith("current")
+    (root / "ev.py").write_text("changed")  # what the table's figures come from: stale
+    assert f"stale: {len(runs)} of its {len(runs)} runs" in state()
+    (root / "ev.py").write_text("ev.py")
+    assert state().startswith("current")
+    (root / "ablations/demo.yaml").unlink()
+    assert state().startswith("unknown: freshness unknown: ")

@@ -113,8 +113,8 @@ MAY_IMPORT = {
     "data": {"top", "data"},
     "models": {"top", "models"},
     "training": {"top", "data", "models", "training"},
-    "analysis": {"top", "data", "models", "analysis", "deploy.export"},
-    "deploy": {"top", "data", "models", "deploy", "analysis.explain"},
+    "analysis": {"top", "data", "models", "analysis"},
+    "deploy": {"top", "data", "models", "deploy"},
     "experiments": {"top", "experiments", "analysis.cost_figure", "data.notes"},
 }
 

@@ -8,8 +8,9 @@ from PIL import Image
 from torch import nn
 
 from ferx.analysis.activations import MAPS_PER_BLOCK, plot_activations, strongest_maps
-from ferx.analysis.explain import ProbeError, explain_batch, label_from_name, load_probes
+from ferx.analysis.explain import ProbeError, label_from_name, load_probes
 from ferx.models import ModelConfig, build_model
+from ferx.models.gradcam import explain_batch
 from tests.conftest import run_stage
 
 

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from ferx.data.synthetic import make_synthetic_fer
-from ferx.deploy.export import OnnxModel, OnnxModelError, export_onnx, parity, softmax
+from ferx.deploy.export import export_onnx, parity
 from ferx.labels import ARCHITECTURES, CLASS_NAMES
 from ferx.models import ModelConfig, build_model
 from ferx.models.inference import predict_logits
+from ferx.onnx_model import OnnxModel, OnnxModelError, softmax
 
 FACES = make_synthetic_fer(120, seed=1).pixels
 
@@ -93,7 +94,7 @@ def test_a_failure_that_is_not_the_networks_is_not_called_unexportable(tmp_path,
 @pytest.mark.parametrize("helper", ["export_onnx", "parity", "count_flops", "explain_batch"])
 def test_helpers_hand_the_model_back_in_its_mode_and_layout(tmp_path, helper):
     from ferx.analysis.cost import count_flops
-    from ferx.analysis.explain import explain_batch
+    from ferx.models.gradcam import explain_batch
 
     model = _trained_like("mini_xception").train().to(memory_format=torch.channels_last)
     model.head.eval()  # a mixed state survives too

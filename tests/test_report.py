@@ -333,6 +333,10 @@ def test_ablation_tables_are_shown_when_there_are_some(tmp_path):
     page, read = build_report(root)
     assert "<td>-3.2 <b>outside noise</b></td>" in page
     assert "ablation/recipe/table.md" in read and "ablation/recipe/frontier.png" in read
+    assert 'class="freshness unknown">Table freshness unknown: not checked' in page
+    stale = ("stale", "stale: 2 of its 2 runs were made on other code")
+    page, _ = build_report(root, {"recipe": stale})
+    assert '<p class="freshness stale">Table stale: 2 of its 2 runs were made on' in page
 
 
 def test_markdown_tables_drop_the_rule_row_and_escape_html():

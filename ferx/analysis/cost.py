@@ -86,7 +86,7 @@ def onnxruntime_speed(
     onnx_path: Path, batch: int = 128, threads: int = 1, runs: int = 200, seconds: float = 3.0
 ) -> dict[str, Any]:
     """Latency (batch 1) and throughput (`batch`) of the ONNX file in ONNX Runtime."""
-    from ferx.deploy.export import OnnxModel
+    from ferx.onnx_model import OnnxModel
 
     onnx_model = OnnxModel(onnx_path, threads=threads)
     rng = np.random.default_rng(0)

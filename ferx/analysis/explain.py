@@ -1,4 +1,5 @@
-"""Grad-CAM, guided backpropagation and guided Grad-CAM for probe images (captum does the maths).
+"""The explain stage's work: probe images, their Grad-CAM, guided backpropagation and guided
+Grad-CAM (computed by ferx/models/gradcam.py, captum doing the maths), and the figures.
 
 Grad-CAM is taken at each network's `cam_layer`, a feature block before the classifier (see
 ferx/models/ for which and why), for the predicted class and upsampled bilinearly to 48x48;
@@ -9,19 +10,19 @@ captum's GuidedGradCam.
 from __future__ import annotations
 
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from captum.attr import GuidedBackprop, LayerAttribution, LayerGradCam
 from PIL import Image, UnidentifiedImageError
 
 from ferx.data.faces import IMAGE_SUFFIXES, to_face_array
 from ferx.errors import UserError
-from ferx.labels import CLASS_NAMES, IMAGE_SIDE
+from ferx.labels import CLASS_NAMES
+from ferx.models.gradcam import explain_batch
+
+__all__ = ["ProbeError", "explain_batch", "holds_images", "load_probes", "plot_grid"]
 
 
 class ProbeError(UserError):
@@ -75,59 +76,6 @@ def load_probes(folder: str | Path, warn=None) -> list[Probe]:
     if not probes:
         raise ProbeError(f"{folder}: no usable probe image (want files like happy.png)")
     return probes
-
-
-def _without_inplace_relu(model: torch.nn.Module) -> None:
-    # Guided backprop hooks every nn.ReLU; in-place ReLUs break backward hooks.
-    for module in model.modules():
-        if isinstance(module, torch.nn.ReLU):
-            module.inplace = False
-
-
-def explain_batch(model: torch.nn.Module, images: np.ndarray) -> dict[str, np.ndarray]:
-    """probabilities (N x 7), predicted class, Grad-CAM (N x 48 x 48, 0..1), guided backprop
-    and guided Grad-CAM (N x 48 x 48, signed) for uint8 images N x 48 x 48. The model comes
-    back in the mode, layout and ReLUs it came in."""
-    from ferx.models.inference import model_kept_as_is
-
-    relus = [m for m in model.modules() if isinstance(m, torch.nn.ReLU)]
-    inplace = [m.inplace for m in relus]
-    try:
-        with model_kept_as_is(model):
-            return _explain(model.eval().to(memory_format=torch.contiguous_format), images)
-    finally:
-        for module, flag in zip(relus, inplace, strict=True):
-            module.inplace = flag
-
-
-def _explain(model: torch.nn.Module, images: np.ndarray) -> dict[str, np.ndarray]:
-    _without_inplace_relu(model)
-    x = torch.from_numpy(images).float().unsqueeze(1)
-    with torch.no_grad():
-        probabilities = torch.softmax(model(x), dim=1)
-    predicted = probabilities.argmax(dim=1)
-    with warnings.catch_warnings():  # captum announces its temporary ReLU hooks; not news
-        warnings.simplefilter("ignore", UserWarning)
-        cam = LayerGradCam(model, model.cam_layer).attribute(
-            x, target=predicted, relu_attributions=True
-        )
-        cam = LayerAttribution.interpolate(cam.detach(), (IMAGE_SIDE, IMAGE_SIDE), "bilinear")
-        guided = (
-            GuidedBackprop(model).attribute(x.clone().requires_grad_(), target=predicted).detach()
-        )
-    return {
-        "probabilities": probabilities.numpy(),
-        "predicted": predicted.numpy(),
-        "gradcam": _unit_range(cam[:, 0].numpy()),
-        "guided_backprop": guided[:, 0].numpy(),
-        "guided_gradcam": (guided * cam)[:, 0].numpy(),
-    }
-
-
-def _unit_range(maps: np.ndarray) -> np.ndarray:
-    """Scale each map to 0..1 (a map that is all zero stays zero)."""
-    peak = maps.reshape(len(maps), -1).max(axis=1)[:, None, None]
-    return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
 
 
 def summarise(

@@ -392,7 +392,9 @@ def markdown_to_html(text: str) -> str:
     return "".join(out)
 
 
-def _ablations(src: _Sources) -> str:
+def _ablations(src: _Sources, freshness: dict[str, tuple[str, str]]) -> str:
+    """Each committed table with its frontier, labelled current or stale (freshness: study
+    name -> (state, one line), from ferx.experiments.freshness)."""
     start = len(src.read)
     tables = sorted(src.path("ablation").glob("*/table.md"))
     if not tables:
@@ -403,7 +405,10 @@ def _ablations(src: _Sources) -> str:
         name = table.parent.name
         relative = f"ablation/{name}/table.md"
         src._note(relative)
-        body += f"<h3><code>{_e(name)}</code></h3>" + markdown_to_html(table.read_text())
+        state, note = freshness.get(name, ("unknown", "freshness unknown: not checked"))
+        body += f"<h3><code>{_e(name)}</code></h3>"
+        body += f'<p class="freshness {_e(state)}">Table {_e(note)}.</p>'
+        body += markdown_to_html(table.read_text())
         body += src.image(f"ablation/{name}/frontier.png", f"{name} frontier")
     return _section("ablations", "Ablations", body, src.since(start))
 
@@ -426,12 +431,18 @@ figure img{max-width:100%} figcaption{font-size:.75em;color:#666}
 .real{background:#e3f4e3;border:1px solid #393}
 .sources{font-size:.78em;color:#666} .missing,.wrong{color:#c00}
 .note{background:#fff6d5;padding:.4em}
+.freshness{padding:.3em .6em;border-radius:4px;font-size:.9em}
+.freshness.current{background:#e3f4e3;border:1px solid #393}
+.freshness.stale,.freshness.unknown{background:#fde2e2;border:1px solid #c00;color:#900}
 nav a{margin-right:1em}
 """
 
 
-def build_report(root: str | Path = ".") -> tuple[str, list[str]]:
-    """The page's HTML and the files it was written from (relative to root)."""
+def build_report(
+    root: str | Path = ".", freshness: dict[str, tuple[str, str]] | None = None
+) -> tuple[str, list[str]]:
+    """The page's HTML and the files it was written from (relative to root). `freshness`
+    labels each ablation table (study name -> (current | stale | unknown, one line))."""
     src = _Sources(Path(root))
     source, data = _data(src)
     sections = [
@@ -441,7 +452,7 @@ def build_report(root: str | Path = ".") -> tuple[str, list[str]]:
         _explanations(src),
         _improve(src),
         _cost(src),
-        _ablations(src),
+        _ablations(src, freshness or {}),
     ]
     summary = src.json("metrics/summary.json")
     if summary.get("source") != source:

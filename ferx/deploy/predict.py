@@ -89,7 +89,7 @@ def collect_files(paths: list[str]) -> list[Path]:
 def load_any_model(path: Path) -> tuple[Any, dict[str, Any]]:
     """A `.pt` model file (PyTorch) or an `.onnx` export (ONNX Runtime), and its metadata."""
     if path.suffix.lower() == ".onnx":
-        from ferx.deploy.export import OnnxModel
+        from ferx.onnx_model import OnnxModel
 
         model = OnnxModel(path)
         return model, model.meta
@@ -100,7 +100,7 @@ def load_any_model(path: Path) -> tuple[Any, dict[str, Any]]:
 
 def class_probabilities(model, faces: np.ndarray) -> np.ndarray:
     """Class probabilities (N x 7) for uint8 faces (N x 48 x 48), from either kind of model."""
-    from ferx.deploy.export import OnnxModel, softmax
+    from ferx.onnx_model import OnnxModel, softmax
 
     if isinstance(model, OnnxModel):
         return softmax(model.logits(faces))
@@ -134,7 +134,7 @@ def predict_files(
         return predictions, np.empty((0, IMAGE_SIDE, IMAGE_SIDE), np.uint8), None
     stacked = np.stack(faces)
     if gradcam:
-        from ferx.analysis.explain import explain_batch
+        from ferx.models.gradcam import explain_batch
 
         result = explain_batch(model, stacked)
     else:
