@@ -10,6 +10,7 @@ from ferx.analysis.evaluate import (
     correct_text,
     evaluate_logits,
     plot_confusion,
+    predicted_text,
     write_confusion_json,
 )
 from ferx.atomic import write_json
@@ -30,11 +31,17 @@ def main(params: Params, model_name: str, split: str) -> None:
     logits = predict_logits(model, images, **inference)
     source = data_source(params.prepare.out_dir)
     report = evaluate_logits(logits, labels)
+    # per face, in the split's order: right or wrong, and the class predicted (no pixels)
+    faces = {"correct": correct_text(logits, labels), "predicted": predicted_text(logits)}
     tta = params.evaluate.tta
     if tta != "none":  # beside the single-view figures, never instead of them
         tta_logits = predict_tta(model, images, tta, params.evaluate.tta_shift, **inference)
         report["tta"] = {"views": tta, "n_views": TTA_VIEWS[tta]}
         report["tta"] |= evaluate_logits(tta_logits, labels)
+        faces |= {
+            "tta_correct": correct_text(tta_logits, labels),
+            "tta_predicted": predicted_text(tta_logits),
+        }
     write_json(
         Path("metrics/eval") / f"{model_name}_{split}.json",
         {
@@ -42,7 +49,7 @@ def main(params: Params, model_name: str, split: str) -> None:
             "model": model_name,
             "split": SPLIT_TITLES[split],
             **report,
-            "correct": correct_text(logits, labels),  # single view, per face
+            **faces,
         },
     )
     out = Path("plots/eval") / f"{model_name}_{split}"

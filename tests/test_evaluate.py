@@ -129,3 +129,11 @@ def test_the_evaluate_stage_infers_in_the_layout_and_batch_runtime_names(
     assert calls == [(5, layout)] * 3  # single view, then the two TTA views
     report = json.loads(Path("metrics/eval/baseline_public_test.json").read_text())
     assert report["source"] == "synthetic" and report["tta"]["n_views"] == 2
+    # per face, in the split's order: right or wrong and the class predicted, both views
+    for view in ("", "tta_"):
+        correct, predicted = report[f"{view}correct"], report[f"{view}predicted"]
+        assert len(correct) == len(predicted) == len(y)
+        hits = np.array([int(p) for p in predicted]) == y
+        assert correct == "".join("1" if h else "0" for h in hits)
+    assert report["correct"].count("1") / len(y) == pytest.approx(report["accuracy"])
+    assert report["tta_correct"].count("1") / len(y) == pytest.approx(report["tta"]["accuracy"])
