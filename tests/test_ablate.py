@@ -1,5 +1,6 @@
 """ferx-ablate: specs, run identity across commits, seeds and intervals, the DVC queue."""
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -1093,3 +1094,22 @@ def test_a_committed_table_is_labelled_current_only_while_its_runs_keys_are_toda
     assert state().startswith("current")
     (root / "ablations/demo.yaml").unlink()
     assert state().startswith("unknown: freshness unknown: ")
+
+
+def test_records_keep_each_models_per_face_predictions_and_refuse_a_damaged_entry(tmp_path):
+    path = tmp_path / "ablation/demo/runs.json"
+    faces = {
+        "baseline": {"correct": "101", "predicted": "326", "tta_correct": "111"},
+        "improved": {"correct": "100", "predicted": "321", "tta_predicted": "320"},
+    }
+    record = dataclasses.replace(_record(0), faces=faces)
+    records.save(path, [record, _record(1, fingerprint="b" * 64)])
+    kept = records.load(path)
+    assert kept[0] == record and kept[1].faces is None  # an older record: no faces
+    data = json.loads(path.read_text())
+    for damaged in ({"baseline": {"predicted": "397"}}, {"other": {"correct": "1"}},
+                    {"improved": {"logits": "1"}}, ["101"]):  # fmt: skip
+        data["runs"][0]["faces"] = damaged
+        path.write_text(json.dumps(data))
+        with pytest.raises(UserError, match=r"runs\[0\]\.faces: expected"):
+            records.load(path)

@@ -89,10 +89,18 @@ def _fingerprints() -> Callable[[dict[str, Any]], str]:
     return of
 
 
+def _public_faces(rev: str, model: str) -> dict[str, str]:
+    """The per-face strings (records.FACE_FIELDS) of `model`'s PublicTest evaluation."""
+    text = queue.read_at(rev, f"metrics/eval/{model}_public_test.json")
+    found = (json.loads(text) or {}) if text else {}
+    return {k: found[k] for k in records.FACE_FIELDS if isinstance(found.get(k), str)}
+
+
 def _from_experiment(run: Run, experiment: queue.Experiment, fingerprint: str) -> records.Record:
-    text = queue.read_at(experiment.rev, PUBLIC_EVAL)
-    correct = (json.loads(text) or {}).get("correct") if text else None
-    return records.Record(run.resolved, fingerprint, experiment, correct)
+    faces = {m: _public_faces(experiment.rev, m) for m in records.MODELS}
+    faces = {m: fields for m, fields in faces.items() if fields}
+    correct = faces.get("baseline", {}).get("correct")
+    return records.Record(run.resolved, fingerprint, experiment, correct, faces or None)
 
 
 def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, records.Record]:

@@ -29,6 +29,13 @@ from ferx.errors import UserError
 from ferx.experiments.queue import Experiment
 
 FILE = "runs.json"
+MODELS = ("baseline", "improved")
+FACE_FIELDS = {  # field -> the characters it may hold
+    "correct": "01",
+    "predicted": "0123456",
+    "tta_correct": "01",
+    "tta_predicted": "0123456",
+}
 VERSION = 1
 _EXPERIMENT_KEYS = ("name", "rev", "baseline", "timestamp", "params", "metrics")
 
@@ -38,7 +45,10 @@ class Record:
     params: dict[str, Any]  # the run's resolved params (spec.normalised: runtime left out)
     fingerprint: str  # of what its stages read (identity.fingerprint)
     experiment: Experiment
-    public_correct: str | None  # the evaluate stage's "1"/"0" per PublicTest face
+    public_correct: str | None  # the evaluate stage's "1"/"0" per PublicTest face (baseline)
+    # model -> the evaluate stage's per-face strings on PublicTest (FACE_FIELDS: right or
+    # wrong, the class predicted; single view and TTA), where the experiment has them
+    faces: dict[str, dict[str, str]] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -80,7 +90,22 @@ def _record(path: Path, index: int, entry: Any) -> Record:
         raise _bad(path, f"{where}.experiment.metrics", "a mapping or null")
     if correct is not None and (not isinstance(correct, str) or set(correct) - {"0", "1"}):
         raise _bad(path, f"{where}.public_correct", 'a string of "0" and "1" or null')
-    return Record(params, fingerprint, Experiment(**experiment), correct)
+    faces = entry.get("faces")
+    if faces is not None and not _good_faces(faces):
+        raise _bad(path, f"{where}.faces", f"null or {{model: {{field: digits}}}}, models {MODELS}")
+    return Record(params, fingerprint, Experiment(**experiment), correct, faces)
+
+
+def _good_faces(faces: Any) -> bool:
+    return isinstance(faces, dict) and all(
+        model in MODELS
+        and isinstance(fields, dict)
+        and all(
+            name in FACE_FIELDS and isinstance(text, str) and not set(text) - set(FACE_FIELDS[name])
+            for name, text in fields.items()
+        )
+        for model, fields in faces.items()
+    )
 
 
 def load(path: Path) -> list[Record]:
@@ -114,6 +139,7 @@ def save(path: Path, new: list[Record]) -> int:
             "fingerprint": r.fingerprint,
             "experiment": {k: getattr(r.experiment, k) for k in _EXPERIMENT_KEYS},
             "public_correct": r.public_correct,
+            **({"faces": r.faces} if r.faces is not None else {}),
         }
         for _, r in sorted(merged.items())
     ]
