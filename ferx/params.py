@@ -171,11 +171,25 @@ class ImproveParams(Section):
     # Kang et al. 2020); bias: only the head's 7 biases, a learned per-class logit offset
     # (logit adjustment, Menon et al. 2021); all but `all` need init: baseline
     retrain: Literal["all", "top", "head", "bias"] = "all"
-    epochs: int = Field(5, ge=1, le=1000)
+    # 0: no fine-tune (the starting weights, then logit_adjust); needs init: baseline
+    epochs: int = Field(5, ge=0, le=1000)
     lr: Float = Field(3e-4, gt=0, le=10)
     schedule: Literal["cosine", "plateau", "constant"] = "cosine"
     warmup_epochs: int = Field(0, ge=0)
     select_metric: SelectMetric = "macro_f1"
+    # the fine-tune's loss: tau > 0 adds tau * log prior (the Training class frequencies) to
+    # the logits in the loss only (logit-adjusted loss, Menon et al. 2021; 1: the balanced
+    # softmax of Ren et al. 2020); 0: the (class-weighted) cross-entropy
+    loss_tau: Float = Field(0.0, ge=0, le=5)
+    # shuffle: every face once an epoch; class_balanced: as many draws, each class equally
+    # likely (with head: classifier re-training with class-balanced sampling, Kang et al. 2020)
+    sampling: Literal["shuffle", "class_balanced"] = "shuffle"
+    # after the fine-tune: none, or tuned: logits - tau * log prior with tau chosen on
+    # PublicTest macro-F1 (0 to 3 by 0.05; 0 keeps the model), written into the head's biases,
+    # so the model file and its ONNX export carry it (Menon et al. 2021)
+    logit_adjust: Literal["none", "tuned"] = "none"
+    # tuned: only the taus whose PublicTest accuracy is at most this below tau 0's
+    adjust_max_accuracy_drop: Float = Field(0.005, ge=0, le=1)
 
     @model_validator(mode="after")
     def _partial_retraining_needs_a_baseline(self) -> ImproveParams:
@@ -183,6 +197,8 @@ class ImproveParams(Section):
             raise ValueError(
                 f"retrain: {self.retrain} re-trains part of the baseline; init must be baseline"
             )
+        if self.epochs == 0 and self.init != "baseline":
+            raise ValueError("epochs: 0 keeps the starting weights; init must be baseline")
         return self
 
     # the train keys this section replaces; improve reads every other train key (dvc.yaml's

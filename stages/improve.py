@@ -1,4 +1,5 @@
-"""dvc stage `improve`: class-reweighted retraining aimed at the rare classes."""
+"""dvc stage `improve`: retraining aimed at the rare classes (class weights, a logit-adjusted
+loss, class-balanced sampling) and post-hoc logit adjustment, each as params.yaml says."""
 
 from pathlib import Path
 
@@ -12,13 +13,16 @@ from ferx.models.checkpoint import load_model
 from ferx.params import Params
 from ferx.training.class_weights import class_weights
 from ferx.training.improve_init import BASELINE_COPY, INIT_DIR
+from ferx.training.logit_adjust import LogitAdjust
 from ferx.training.run import train_and_save
 
 
 def main(params: Params) -> None:
     improve = params.improve
     _, y = load_split(Path(params.prepare.out_dir) / "train.npz")
-    weights = class_weights(np.bincount(y, minlength=NUM_CLASSES), improve.weighting, improve.beta)
+    counts = np.bincount(y, minlength=NUM_CLASSES)
+    weights = class_weights(counts, improve.weighting, improve.beta)
+    log_prior = torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32)
     print(
         "improve: class weights "
         + ", ".join(f"{n} {w:.3f}" for n, w in zip(CLASS_NAMES, weights, strict=True))
@@ -44,10 +48,19 @@ def main(params: Params) -> None:
         class_weights=torch.tensor(weights, dtype=torch.float32),
         init_model=init_model,
         trainable=improve.retrain,
+        logit_offset=improve.loss_tau * log_prior if improve.loss_tau else None,
+        sampling=improve.sampling,
+        adjust=(
+            LogitAdjust(log_prior, improve.adjust_max_accuracy_drop)
+            if improve.logit_adjust == "tuned"
+            else None
+        ),
         extra_metrics={
             "weighting": improve.weighting,
             "init": improve.init,
             "retrain": improve.retrain,
+            "loss_tau": improve.loss_tau,
+            "sampling": improve.sampling,
             "class_weights": {
                 n: round(float(w), 4) for n, w in zip(CLASS_NAMES, weights, strict=True)
             },

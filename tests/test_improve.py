@@ -2,11 +2,13 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from ferx.cpu import cpu_features, cpu_model
+from ferx.data.splits import load_split
 from ferx.models.checkpoint import load_model
 from ferx.training.precision import resolve_precision
 from tests.conftest import PROJECT_ROOT, run_stage
@@ -244,3 +246,43 @@ def test_an_instruction_set_cap_is_recorded(tmp_path):
         json.loads((tmp_path / "metrics/train.json").read_text())["reproducibility"]["precision"]
         == "bf16"
     )
+
+
+@pytest.mark.slow
+def test_improve_with_a_logit_adjusted_loss_balanced_draws_and_a_tuned_tau(trained):
+    from ferx.training.logit_adjust import TAU_GRID
+
+    params = {
+        **TINY,
+        "improve": {"epochs": 1, "loss_tau": 1.0, "sampling": "class_balanced",
+                    "logit_adjust": "tuned", "adjust_max_accuracy_drop": 1.0},
+    }  # fmt: skip
+    result = run_stage("improve", trained, params)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((trained / "metrics/improve.json").read_text())
+    adjustment = metrics["logit_adjustment"]
+    assert adjustment["tau"] in TAU_GRID and f"logit adjustment tau {adjustment['tau']:g}" in (
+        result.stdout
+    )
+    assert metrics["loss_tau"] == 1.0 and metrics["sampling"] == "class_balanced"
+    chosen = next(r for r in adjustment["scanned"] if r["tau"] == adjustment["tau"])
+    # the saved model carries tau: its PublicTest figures are the chosen tau's
+    assert metrics["public"]["macro_f1"] == pytest.approx(chosen["macro_f1"], abs=1e-6)
+    assert chosen["macro_f1"] == max(r["macro_f1"] for r in adjustment["scanned"])
+
+    # epochs 0: no fine-tune, the baseline's weights and only the adjustment
+    params["improve"] = {"epochs": 0, "logit_adjust": "tuned", "adjust_max_accuracy_drop": 1.0}
+    assert run_stage("improve", trained, params).returncode == 0
+    metrics = json.loads((trained / "metrics/improve.json").read_text())
+    assert metrics["best_epoch"] == 0 and metrics["epochs_run"] == 0
+    baseline, _ = load_model(trained / "models/baseline.pt")
+    improved, _ = load_model(trained / "models/improved.pt")
+    tau = metrics["logit_adjustment"]["tau"]
+    for key, tensor in baseline.state_dict().items():
+        if key != "head.bias":
+            assert torch.equal(tensor, improved.state_dict()[key]), key
+    moved = improved.state_dict()["head.bias"] - baseline.state_dict()["head.bias"]
+    _, y = load_split(trained / "data/prepared/train.npz")
+    counts = np.bincount(y, minlength=7)
+    log_prior = torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32)
+    torch.testing.assert_close(moved, -tau * log_prior, atol=1e-5, rtol=1e-5)

@@ -64,6 +64,8 @@ def _fit_on(device, model, splits, params, spec, runtime) -> FitResult:
     optimizer = make_optimizer(model, params)
     scheduler = make_scheduler(optimizer, params, steps)
     weights = spec.class_weights.to(device) if spec.class_weights is not None else None
+    offset = spec.logit_offset.to(device) if spec.logit_offset is not None else None
+    draw = epoch_order(train.y, spec.sampling)
     if spec.init_state_dict is not None:
         model.load_state_dict(spec.init_state_dict)
     key = fingerprint(params, splits, model.state_dict(), spec.fingerprint_extra)
@@ -112,6 +114,8 @@ def _fit_on(device, model, splits, params, spec, runtime) -> FitResult:
             runtime,
             ema,
             scaler,
+            offset,
+            draw,
         )
         row |= _evaluate(scored, splits, runtime, device)
         row["seconds"] = time.perf_counter() - epoch_start
@@ -154,6 +158,28 @@ def _fit_on(device, model, splits, params, spec, runtime) -> FitResult:
         state.get("start"),
         state["sittings"],
     )
+
+
+def shuffled(n: int, generator: torch.Generator) -> torch.Tensor:
+    """Every face once, in a random order."""
+    return torch.randperm(n, generator=generator)
+
+
+def epoch_order(labels: torch.Tensor, sampling: str):
+    """The function that draws an epoch's faces (n, generator) -> indices, for
+    RunSpec.sampling: "shuffle", or "class_balanced": n draws with replacement, each face
+    weighted 1 / its class's count, so each class is drawn equally often on average."""
+    if sampling == "shuffle":
+        return shuffled
+    if sampling != "class_balanced":
+        raise ValueError(f"sampling must be shuffle or class_balanced, got {sampling!r}")
+    counts = torch.bincount(labels)
+    per_face = (1.0 / counts.double())[labels]
+
+    def balanced(n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.multinomial(per_face, n, replacement=True, generator=generator)
+
+    return balanced
 
 
 def _evaluate(model, splits, runtime, device) -> dict[str, float]:
@@ -203,17 +229,20 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     weights: torch.Tensor | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    offset: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a batch already augmented and on the device: the forward pass
     under autocast in `params.precision` (resolved: fp32, bf16 or fp16), the label-smoothed
     (class-weighted) loss in float32, backward, the optimizer step (through the fp16 gradient
-    scaler when it is on). Returns the loss and the float32 logits. The loop and the
+    scaler when it is on). `offset` (per class) is added to the logits in the loss only: a
+    logit-adjusted loss. Returns the loss and the float32 logits. The loop and the
     benchmarks (bench/bench_train.py, bench/gpu_check.py) run this very step."""
     dtype = AUTOCAST_DTYPES.get(params.precision)
     with torch.autocast(x.device.type, dtype or torch.bfloat16, enabled=dtype is not None):
         logits = model(x)
     logits = logits.float()  # the loss and the bookkeeping in float32 either way
-    loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=params.label_smoothing)
+    trained = logits if offset is None else logits + offset
+    loss = F.cross_entropy(trained, y, weight=weights, label_smoothing=params.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
         scaler.scale(loss).backward()
@@ -238,6 +267,8 @@ def _train_one_epoch(
     runtime,
     ema=None,
     scaler=None,
+    offset=None,
+    draw=None,
 ):
     """One pass over the shuffled, augmented training set. Returns the epoch's mean learning
     rate, its objective (label-smoothed, class-weighted in improve: what is minimised), and
@@ -245,7 +276,7 @@ def _train_one_epoch(
     # One generator per epoch, seeded from (seed, epoch): a resumed run draws the same
     # shuffles and augmentations as an uninterrupted one.
     generator = torch.Generator().manual_seed(params.seed * 1_000_003 + epoch)
-    order = torch.randperm(len(train), generator=generator)
+    order = (draw or shuffled)(len(train), generator)
     step_scheduler = not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     fmt = memory_format(runtime.memory_format)
     objective, plain, correct, seen, lr_sum, steps = 0.0, 0.0, 0, 0, 0.0, 0
@@ -264,7 +295,7 @@ def _train_one_epoch(
         y = train.y[index].to(device)
         lr_sum += optimizer.param_groups[0]["lr"]  # the rate this step uses
         steps += 1
-        loss, logits = train_step(model, x, y, params, optimizer, weights, scaler)
+        loss, logits = train_step(model, x, y, params, optimizer, weights, scaler, offset)
         if ema is not None:
             ema.update_parameters(model)
         if step_scheduler:

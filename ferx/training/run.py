@@ -19,6 +19,7 @@ from ferx.models.checkpoint import save_model
 from ferx.params import ModelParams, Params, RuntimeParams, TrainParams
 from ferx.plots import plot_curves
 from ferx.training.device import CUBLAS_WORKSPACE, choose_device
+from ferx.training.logit_adjust import LogitAdjust, adjust_logits
 from ferx.training.loop import fit
 from ferx.training.precision import (
     Resolved,
@@ -102,8 +103,13 @@ def train_and_save(
     init_model: torch.nn.Module | None = None,
     trainable: str = "all",
     extra_metrics: dict[str, Any] | None = None,
+    logit_offset: torch.Tensor | None = None,
+    sampling: str = "shuffle",
+    adjust: LogitAdjust | None = None,
 ) -> dict[str, Any]:
-    """Fit, keep the best-on-PublicTest weights, write model, metrics JSON and PNG curves."""
+    """Fit, keep the best-on-PublicTest weights, write model, metrics JSON and PNG curves.
+    improve's knobs: `logit_offset` (a logit-adjusted loss), `sampling` (RunSpec) and
+    `adjust` (post-hoc logit adjustment of the kept weights, tau chosen on PublicTest)."""
     train_params = train_params or params.train
     # a device or precision this machine lacks is one line before any data is read
     device = choose_device(params.runtime.device)
@@ -132,6 +138,8 @@ def train_and_save(
         live_dir=live_dir,
         select_metric=select_metric,
         class_weights=class_weights,
+        logit_offset=logit_offset,
+        sampling=sampling,
         init_state_dict=init_state,
         trainable=trainable,
         sitting=bits,
@@ -139,10 +147,16 @@ def train_and_save(
             "trainable": trainable,
             "select": select_metric,
             "weights": None if class_weights is None else class_weights.tolist(),
+            # only when set, so that a run without them resumes its older checkpoints
+            **({"offset": logit_offset.tolist()} if logit_offset is not None else {}),
+            **({"sampling": sampling} if sampling != "shuffle" else {}),
         },
     )
     result = fit(model, splits, train_params, spec, params.runtime)
     model.load_state_dict(result.best_state_dict)
+    adjustment = None
+    if adjust is not None:
+        adjustment = adjust_logits(model, splits, adjust, params.runtime, name)
     source = data_source(params.prepare.out_dir)
     save_model(model_path, model, source=source, best_epoch=result.best_epoch, run=name)
 
@@ -168,6 +182,10 @@ def train_and_save(
         **(extra_metrics or {}),
         "reproducibility": with_sittings(bits, result.sittings),
     }
+    if adjustment is not None:  # the model as saved: its biases carry the adjustment
+        for short in EVAL_SPLITS:
+            metrics[short] = adjustment.pop(short)
+        metrics["logit_adjustment"] = adjustment
     write_json(metrics_path, metrics)
     plot_curves(
         result.history,

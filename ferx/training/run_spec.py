@@ -53,6 +53,13 @@ class RunSpec:
     live_dir: Path | None = None  # DVCLive folder; None turns DVCLive off (tests)
     select_metric: str = "accuracy"  # PublicTest metric that picks the best epoch
     class_weights: torch.Tensor | None = None
+    # added to the logits in the training loss only (a logit-adjusted loss, Menon et al.
+    # 2021: tau * log prior; tau 1 is the balanced softmax of Ren et al. 2020), never at
+    # inference: the model learns to make up for the prior
+    logit_offset: torch.Tensor | None = None
+    # each epoch's draw: "shuffle" (every face once) or "class_balanced" (as many draws, with
+    # replacement, each class equally likely: the sampling of classifier re-training, cRT)
+    sampling: str = "shuffle"
     init_state_dict: dict[str, torch.Tensor] | None = None  # fine-tune from these weights
     fingerprint_extra: dict[str, Any] = field(default_factory=dict)
     # which weights learn (improve.retrain): "all"; "top": the deepest layers and the head;

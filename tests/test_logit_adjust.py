@@ -1,0 +1,132 @@
+"""Improve's knobs for the rare classes: post-hoc logit adjustment, the logit-adjusted loss,
+class-balanced sampling; each checked on a case whose answer is known."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ferx.labels import NUM_CLASSES
+from ferx.metrics import summary_metrics
+from ferx.models import ModelConfig, build_model
+from ferx.params import TrainParams
+from ferx.training.logit_adjust import TAU_GRID, add_to_head, adjusted, choose_tau
+from ferx.training.loop import epoch_order, shuffled, train_step
+
+PRIOR = torch.tensor([0.14, 0.015, 0.14, 0.25, 0.17, 0.11, 0.175])
+LOG_PRIOR = PRIOR.log()
+
+
+def _faces_seen_through_the_prior(margin: float, n: int = 700, seed: int = 0):
+    """Labels drawn from PRIOR; logits = log prior + margin on the true class. Raw, the rare
+    classes lose to the frequent ones; minus tau * log prior, every face is right once
+    margin > (1 - tau) * (largest log prior - the face's)."""
+    rng = np.random.default_rng(seed)
+    labels = torch.from_numpy(rng.choice(NUM_CLASSES, size=n, p=PRIOR.numpy() / PRIOR.sum().item()))
+    logits = LOG_PRIOR.repeat(n, 1) + margin * F.one_hot(labels, NUM_CLASSES)
+    return logits, labels
+
+
+def test_tau_is_the_smallest_that_makes_every_face_right_when_that_is_the_best():
+    margin = 0.9
+    logits, labels = _faces_seen_through_the_prior(margin)
+    assert summary_metrics(logits, labels)["accuracy"] < 1  # the rare classes lose, raw
+    gap = (LOG_PRIOR.max() - LOG_PRIOR[labels.unique()]).max().item()
+    expected = min(t for t in TAU_GRID if margin > (1 - t) * gap + 1e-9)
+    choice = choose_tau(logits, labels, LOG_PRIOR, max_accuracy_drop=1.0)
+    assert choice.tau == pytest.approx(expected)
+    assert choice.at(choice.tau)["macro_f1"] == 1.0 and choice.at(0.0)["macro_f1"] < 1.0
+    assert [row["tau"] for row in choice.scanned] == sorted(TAU_GRID)
+
+
+def test_tau_stays_0_when_no_adjustment_helps_and_obeys_the_accuracy_floor():
+    labels = torch.arange(NUM_CLASSES).repeat(20)
+    perfect = 5 * F.one_hot(labels, NUM_CLASSES).float()
+    assert choose_tau(perfect, labels, LOG_PRIOR, 1.0).tau == 0.0  # nothing beats the model
+
+    # brute force on noisy logits: the choice is the best macro-F1 among the allowed taus
+    rng = torch.Generator().manual_seed(3)
+    logits, labels = _faces_seen_through_the_prior(0.6, n=900, seed=1)
+    logits = logits + torch.randn(logits.shape, generator=rng)
+    for drop in (0.0, 0.01, 1.0):
+        choice = choose_tau(logits, labels, LOG_PRIOR, drop)
+        rows = [summary_metrics(adjusted(logits, LOG_PRIOR, t), labels) | {"tau": t}
+                for t in sorted(TAU_GRID)]  # fmt: skip
+        allowed = [r for r in rows if r["accuracy"] >= rows[0]["accuracy"] - drop - 1e-12]
+        best = max(r["macro_f1"] for r in allowed)
+        assert choice.tau == min(r["tau"] for r in allowed if r["macro_f1"] == best), drop
+        assert choice.at(choice.tau)["accuracy"] >= rows[0]["accuracy"] - drop - 1e-12
+    assert (
+        choose_tau(logits, labels, LOG_PRIOR, 0.0).tau
+        != choose_tau(logits, labels, LOG_PRIOR, 1.0).tau
+    )  # the floor binds in this case
+
+
+@pytest.mark.parametrize("arch", ["mini_xception", "baseline_cnn", "resnet18"])
+def test_an_offset_in_the_head_biases_is_the_same_offset_on_every_logit(arch):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch)).eval()
+    x = torch.randint(0, 256, (6, 1, 48, 48), dtype=torch.uint8).float()
+    offset = -0.8 * LOG_PRIOR
+    with torch.no_grad():
+        before = model(x)
+        add_to_head(model, offset)
+        after = model(x)
+    torch.testing.assert_close(after, before + offset, atol=1e-4, rtol=1e-5)
+
+
+def test_the_adjustment_reaches_the_onnx_graph(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from ferx.deploy.export import export_onnx
+    from ferx.onnx_model import OnnxModel
+
+    torch.manual_seed(1)
+    model = build_model(ModelConfig()).eval()
+    faces = torch.randint(0, 256, (5, 1, 48, 48), dtype=torch.uint8)
+    with torch.no_grad():
+        raw = model(faces.float())
+        add_to_head(model, -1.3 * LOG_PRIOR)
+        expected = model(faces.float())
+    export_onnx(model, tmp_path / "adjusted.onnx")
+    got = OnnxModel(tmp_path / "adjusted.onnx").logits(faces.numpy()[:, 0])
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+    np.testing.assert_allclose(got, (raw - 1.3 * LOG_PRIOR).numpy(), atol=1e-4)
+
+
+def test_the_logit_adjusted_loss_adds_the_offset_in_the_loss_only():
+    torch.manual_seed(2)
+    model = build_model(ModelConfig(widths=[8, 16], stem_width=4))
+    params = TrainParams(precision="fp32", label_smoothing=0.0)
+    x = torch.randint(0, 256, (8, 1, 48, 48)).float()
+    y = torch.randint(0, NUM_CLASSES, (8,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # nothing moves: compare losses
+    plain, logits = train_step(model, x, y, params, optimizer)
+    offset = LOG_PRIOR
+    with_offset, same_logits = train_step(model, x, y, params, optimizer, offset=offset)
+    torch.testing.assert_close(same_logits, logits)  # what the model computes: unchanged
+    torch.testing.assert_close(with_offset, F.cross_entropy(logits + offset, y))
+    torch.testing.assert_close(plain, F.cross_entropy(logits, y))
+    # balanced softmax on a perfect prior-only model: the loss of a uniform guess
+    uniform = F.cross_entropy(LOG_PRIOR.repeat(4, 1) - LOG_PRIOR, torch.arange(4))
+    assert uniform.item() == pytest.approx(math.log(NUM_CLASSES))
+
+
+def test_class_balanced_sampling_draws_each_class_about_equally_and_shuffle_is_unchanged():
+    labels = torch.from_numpy(
+        np.repeat(np.arange(NUM_CLASSES), [4000, 60, 500, 900, 700, 300, 600])
+    )
+    draw = epoch_order(labels, "class_balanced")
+    order = draw(len(labels), torch.Generator().manual_seed(0))
+    shares = torch.bincount(labels[order], minlength=NUM_CLASSES).double() / len(order)
+    assert len(order) == len(labels)
+    assert shares.sub(1 / NUM_CLASSES).abs().max() < 0.02  # Disgust drawn as often as Happy
+    again = draw(len(labels), torch.Generator().manual_seed(0))
+    assert torch.equal(order, again)  # seeded: a resumed epoch draws the same faces
+    # the default is the loop's plain shuffle, as before: the same permutation, bit for bit
+    assert epoch_order(labels, "shuffle") is shuffled
+    expected = torch.randperm(len(labels), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(shuffled(len(labels), torch.Generator().manual_seed(5)), expected)
+    with pytest.raises(ValueError, match="sampling must be"):
+        epoch_order(labels, "stratified")
