@@ -144,14 +144,17 @@ def with_records(
     return done
 
 
-def results(runs: list[Run], done: dict[str, records.Record]) -> list[Result]:
+def results(runs: list[Run], done: dict[str, records.Record], model: str = MODEL) -> list[Result]:
     out = []
     for run in runs:
         record = done.get(run.name)
         if record is None:
             continue
-        correct = record.public_correct
-        out.append(Result(run, record.experiment, correct_from_text(correct) if correct else None))
+        correct = (record.faces or {}).get(model, {}).get("correct")
+        if model == MODEL:
+            correct = correct or record.public_correct  # an older record: the baseline's only
+        public = correct_from_text(correct) if correct else None
+        out.append(Result(run, record.experiment, public, model))
     return out
 
 
@@ -321,7 +324,7 @@ def run(
             "writes the table"
         )
         return 0
-    finished = results(runs, done)
+    finished = results(runs, done, spec.model)
     if note := precision_note(finished):
         print(f"ablate: {note}", file=sys.stderr)
     rows = table_records(runs, finished)

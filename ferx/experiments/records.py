@@ -131,7 +131,9 @@ def save(path: Path, new: list[Record]) -> int:
     the newer is kept. Returns how many records the file holds."""
     merged: dict[tuple[str, str], Record] = {}
     for record in [*load(path), *new]:
-        if record.key not in merged or newness(record) > newness(merged[record.key]):
+        # on a tie (the same experiment collected again) the later wins: what a newer
+        # ferx-ablate reads of it (more per-face fields) replaces what an older one kept
+        if record.key not in merged or newness(record) >= newness(merged[record.key]):
             merged[record.key] = record
     entries = [
         {

@@ -7,6 +7,7 @@
       sgd: {train.optimizer: sgd, train.lr: 0.01}
     design: cumulative            # cumulative | one_at_a_time | full
     seeds: [0, 1, 2]              # every row once per train.seed (optional; --seeds overrides)
+    model: baseline               # whose figures the table reports: baseline | improved
 
 A run is one row at one seed: one DVC experiment, `<name>-<row>-s<seed>`.
 """
@@ -26,6 +27,7 @@ from ferx.errors import UserError
 from ferx.params import DEFAULT_PARAMS_PATH, ParamsError, validate_params
 
 DESIGNS = ("cumulative", "one_at_a_time", "full")
+MODELS = ("baseline", "improved")  # the models a run makes; a table reports one of them
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 SEED_KEY = "train.seed"
 # How a run is computed, not what (ferx.params.RuntimeParams): never part of a run's identity,
@@ -45,6 +47,7 @@ class Spec:
     base: dict[str, Any] = field(default_factory=dict)
     design: str = "cumulative"
     seeds: tuple[int, ...] = ()  # empty: one run per row at params.yaml's train.seed
+    model: str = "baseline"  # whose figures the table reports (MODELS)
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,14 @@ def load_spec(path: str | Path, params_path: str | Path = DEFAULT_PARAMS_PATH) -
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     raw = _mapping(raw, "the file", path)
-    unknown = sorted(set(raw) - {"name", "base", "factors", "design", "seeds"})
+    unknown = sorted(set(raw) - {"name", "base", "factors", "design", "seeds", "model"})
     if unknown:
-        raise SpecError(f"{path}: {unknown[0]}: unknown key (name, base, factors, design, seeds)")
+        raise SpecError(
+            f"{path}: {unknown[0]}: unknown key (name, base, factors, design, seeds, model)"
+        )
+    model = raw.get("model", "baseline")
+    if model not in MODELS:
+        raise SpecError(f"{path}: model: must be one of {', '.join(MODELS)} (got {model!r})")
     name = raw.get("name")
     if not isinstance(name, str) or not NAME.match(name):
         raise SpecError(f"{path}: name: expected letters, digits, - or _ (got {name!r})")
@@ -142,7 +150,7 @@ def load_spec(path: str | Path, params_path: str | Path = DEFAULT_PARAMS_PATH) -
         for where, settings in [("base", base)] + [(f"factors.{f}", s) for f, s in factors.items()]:
             if SEED_KEY in settings:
                 raise SpecError(f"{path}: {where}: {SEED_KEY}: set by `seeds`, not by a row")
-    spec = Spec(path, name, dict(factors), dict(base), design, seeds)
+    spec = Spec(path, name, dict(factors), dict(base), design, seeds, model)
     _check_against_schema(spec, Path(params_path))
     return spec
 

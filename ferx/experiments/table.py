@@ -21,8 +21,9 @@ from ferx.experiments.spec import Row, Run, Spec
 from ferx.experiments.stats import REPLICATES, Difference, mean_std, paired_bootstrap
 from ferx.params import TTA_VIEWS
 
-# The model whose numbers a row reports: the one the train stage makes (architecture and
-# recipe are what an ablation varies; improve starts from it).
+# The model whose numbers a row reports unless the spec says otherwise (`model:`): the one the
+# train stage makes (architecture and recipe are what most ablations vary; improve starts
+# from it). A study of improve itself reports the improved model.
 MODEL = "baseline"
 # (record key, split, metric in summary.json): the per-seed figures a row pools
 FIGURES = (
@@ -52,11 +53,13 @@ class Result:
     run: Run
     experiment: Experiment
     public_correct: np.ndarray | None
+    model: str = MODEL  # whose figures the row reports (the spec's `model`)
 
 
-def run_figures(metrics: dict[str, Any] | None) -> dict[str, float | None]:
-    """The figures of one experiment's summary.json; None where it lacks one (an older file)."""
-    model = (metrics or {}).get(MODEL) or {}
+def run_figures(metrics: dict[str, Any] | None, name: str = MODEL) -> dict[str, float | None]:
+    """The figures of model `name` in one experiment's summary.json; None where it lacks one
+    (an older file)."""
+    model = (metrics or {}).get(name) or {}
     figures: dict[str, Any] = {
         key: (model.get(split) or {}).get(metric) for key, split, metric in FIGURES
     }
@@ -69,7 +72,7 @@ def run_figures(metrics: dict[str, Any] | None) -> dict[str, float | None]:
 def resolved_precision(result: Result) -> str | None:
     """The precision a run trained in: as its summary.json records it, else (an older file)
     as its params set it; None where neither tells (`auto` before ferx recorded it)."""
-    model = (result.experiment.metrics or {}).get(MODEL) or {}
+    model = (result.experiment.metrics or {}).get(result.model) or {}
     if model.get("precision"):
         return model["precision"]
     asked = (result.experiment.params.get("train") or {}).get("precision")
@@ -128,7 +131,7 @@ def row_record(
             "experiment": r.experiment.name,
             "commit": r.experiment.baseline[:7],
             "source": (r.experiment.metrics or {}).get("source"),
-            **run_figures(r.experiment.metrics),
+            **run_figures(r.experiment.metrics, r.model),
             "precision": resolved_precision(r),
         }
         for r in results
@@ -288,7 +291,7 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
     )
     return "\n".join(
         [
-            f"Ablation `{spec.name}` ({spec.design}), the {MODEL} model of each experiment; "
+            f"Ablation `{spec.name}` ({spec.design}), the {spec.model} model of each experiment; "
             "mean ± standard deviation over seeds.",
             "",
             *lines,
