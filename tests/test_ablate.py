@@ -1102,14 +1102,64 @@ def test_records_keep_each_models_per_face_predictions_and_refuse_a_damaged_entr
         "baseline": {"correct": "101", "predicted": "326", "tta_correct": "111"},
         "improved": {"correct": "100", "predicted": "321", "tta_predicted": "320"},
     }
-    record = dataclasses.replace(_record(0), faces=faces)
+    recall = {"improved": {"private_test": {"disgust": 0.6, "fear": 0.5}}}
+    record = dataclasses.replace(_record(0), faces=faces, recall=recall)
     records.save(path, [record, _record(1, fingerprint="b" * 64)])
     kept = records.load(path)
     assert kept[0] == record and kept[1].faces is None  # an older record: no faces
     data = json.loads(path.read_text())
+    for damaged in ({"improved": {"private_test": {"fear": 1.5}}}, {"best": {}}, [0.5]):
+        data["runs"][0]["recall"] = damaged
+        path.write_text(json.dumps(data))
+        with pytest.raises(UserError, match=r"runs\[0\]\.recall: expected"):
+            records.load(path)
+    data["runs"][0]["recall"] = recall
     for damaged in ({"baseline": {"predicted": "397"}}, {"other": {"correct": "1"}},
                     {"improved": {"logits": "1"}}, ["101"]):  # fmt: skip
         data["runs"][0]["faces"] = damaged
         path.write_text(json.dumps(data))
         with pytest.raises(UserError, match=r"runs\[0\]\.faces: expected"):
             records.load(path)
+
+
+def test_a_study_of_improve_reports_the_improved_model_and_its_gain_over_its_own_baseline(
+    tmp_path,
+):
+    spec = load_spec(_spec(tmp_path, {**ONE, "model": "improved"}), tmp_path / "params.yaml")
+    runs = make_runs(spec, yaml.safe_load((tmp_path / "params.yaml").read_text()), (0, 1))
+    found = []
+    for run in runs:
+        gain = 0.02 * run.row.index + 0.01 * run.seed  # row 1 gains 2 and 3 points
+        summary = {"accuracy": 0.65, "macro_f1": 0.60}
+        metrics = {
+            "source": "real",
+            "baseline": {"public": summary, "private": summary, "precision": "fp32"},
+            "improved": {
+                "public": {"accuracy": 0.64, "macro_f1": 0.60 + gain},
+                "private": {"accuracy": 0.645, "macro_f1": 0.60 + gain / 2},
+                "precision": "fp32",
+            },
+        }
+        recall = {
+            "baseline": {"private_test": {"disgust": 0.45, "fear": 0.40}},
+            "improved": {"private_test": {"disgust": 0.45 + gain, "fear": 0.40}},
+        }
+        experiment = queue.Experiment(run.name, "1" * 40, "2" * 40, "T", run.resolved, metrics)
+        correct = np.array([1, 0] * 50, dtype=np.uint8)
+        found.append(Result(run, experiment, correct, "improved", recall))
+    rows = table_records(runs, found)
+    assert rows[1]["public_macro_f1"]["mean"] == pytest.approx(0.625)  # the improved model's
+    gain = rows[1]["public_macro_f1_gain"]
+    assert gain["mean"] == pytest.approx(0.025) and gain["min"] == pytest.approx(0.02)
+    assert rows[1]["private_accuracy_gain"]["mean"] == pytest.approx(-0.005)
+    assert rows[1]["private_disgust_recall_gain"]["mean"] == pytest.approx(0.025)
+    assert rows[1]["private_fear_recall_gain"]["mean"] == pytest.approx(0.0)
+    text = markdown(spec, rows)
+    assert "the improved model of each experiment" in text
+    assert "improve's gain, PublicTest macro-F1 (worst seed)" in text
+    assert "| +2.50 (+2.00) | +1.25 | -0.50 | +2.50 / +0.00 |" in text
+    # a study of the baseline shows no gain columns
+    assert "improve's gain" not in markdown(dataclasses.replace(spec, model="baseline"), rows)
+    bad = _spec(tmp_path, {**ONE, "model": "best"})
+    with pytest.raises(SpecError, match="model: must be one of baseline, improved"):
+        load_spec(bad, tmp_path / "params.yaml")

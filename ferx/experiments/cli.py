@@ -89,18 +89,38 @@ def _fingerprints() -> Callable[[dict[str, Any]], str]:
     return of
 
 
-def _public_faces(rev: str, model: str) -> dict[str, str]:
-    """The per-face strings (records.FACE_FIELDS) of `model`'s PublicTest evaluation."""
-    text = queue.read_at(rev, f"metrics/eval/{model}_public_test.json")
-    found = (json.loads(text) or {}) if text else {}
-    return {k: found[k] for k in records.FACE_FIELDS if isinstance(found.get(k), str)}
+EVAL_SPLITS = ("public_test", "private_test")
+
+
+def _evaluation(rev: str, model: str, split: str) -> dict[str, Any]:
+    text = queue.read_at(rev, f"metrics/eval/{model}_{split}.json")
+    found = json.loads(text) if text else {}
+    return found if isinstance(found, dict) else {}
 
 
 def _from_experiment(run: Run, experiment: queue.Experiment, fingerprint: str) -> records.Record:
-    faces = {m: _public_faces(experiment.rev, m) for m in records.MODELS}
-    faces = {m: fields for m, fields in faces.items() if fields}
+    """The record of a finished experiment: its summary (in `experiment`), and from its
+    evaluations each model's per-face PublicTest strings and per-class recall."""
+    faces: dict[str, dict[str, str]] = {}
+    recall: dict[str, dict[str, dict[str, float]]] = {}
+    for model in records.MODELS:
+        for split in EVAL_SPLITS:
+            found = _evaluation(experiment.rev, model, split)
+            per_class = found.get("per_class") or {}
+            if per_class:
+                recall.setdefault(model, {})[split] = {
+                    name: float(v["recall"]) for name, v in per_class.items()
+                }
+            if split == "public_test":
+                strings = {
+                    k: found[k] for k in records.FACE_FIELDS if isinstance(found.get(k), str)
+                }
+                if strings:
+                    faces[model] = strings
     correct = faces.get("baseline", {}).get("correct")
-    return records.Record(run.resolved, fingerprint, experiment, correct, faces or None)
+    return records.Record(
+        run.resolved, fingerprint, experiment, correct, faces or None, recall or None
+    )
 
 
 def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, records.Record]:
@@ -154,7 +174,7 @@ def results(runs: list[Run], done: dict[str, records.Record], model: str = MODEL
         if model == MODEL:
             correct = correct or record.public_correct  # an older record: the baseline's only
         public = correct_from_text(correct) if correct else None
-        out.append(Result(run, record.experiment, public, model))
+        out.append(Result(run, record.experiment, public, model, record.recall))
     return out
 
 

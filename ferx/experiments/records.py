@@ -49,6 +49,8 @@ class Record:
     # model -> the evaluate stage's per-face strings on PublicTest (FACE_FIELDS: right or
     # wrong, the class predicted; single view and TTA), where the experiment has them
     faces: dict[str, dict[str, str]] | None = None
+    # model -> split (public_test, private_test) -> class -> recall, from its evaluations
+    recall: dict[str, dict[str, dict[str, float]]] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -93,7 +95,26 @@ def _record(path: Path, index: int, entry: Any) -> Record:
     faces = entry.get("faces")
     if faces is not None and not _good_faces(faces):
         raise _bad(path, f"{where}.faces", f"null or {{model: {{field: digits}}}}, models {MODELS}")
-    return Record(params, fingerprint, Experiment(**experiment), correct, faces)
+    recall = entry.get("recall")
+    if recall is not None and not _good_recall(recall):
+        raise _bad(path, f"{where}.recall", "null or {model: {split: {class: 0..1}}}")
+    return Record(params, fingerprint, Experiment(**experiment), correct, faces, recall)
+
+
+def _good_recall(recall: Any) -> bool:
+    return isinstance(recall, dict) and all(
+        model in MODELS
+        and isinstance(splits, dict)
+        and all(
+            isinstance(classes, dict)
+            and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
+                for v in classes.values()
+            )
+            for classes in splits.values()
+        )
+        for model, splits in recall.items()
+    )
 
 
 def _good_faces(faces: Any) -> bool:
@@ -142,6 +163,7 @@ def save(path: Path, new: list[Record]) -> int:
             "experiment": {k: getattr(r.experiment, k) for k in _EXPERIMENT_KEYS},
             "public_correct": r.public_correct,
             **({"faces": r.faces} if r.faces is not None else {}),
+            **({"recall": r.recall} if r.recall is not None else {}),
         }
         for _, r in sorted(merged.items())
     ]

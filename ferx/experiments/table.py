@@ -54,6 +54,39 @@ class Result:
     experiment: Experiment
     public_correct: np.ndarray | None
     model: str = MODEL  # whose figures the row reports (the spec's `model`)
+    recall: dict[str, dict[str, dict[str, float]]] | None = None  # records.Record.recall
+
+
+# A study of improve (model: improved) also shows what each run's improve gained over its
+# own baseline (the same seed's, in the same summary.json): improved minus baseline.
+GAINS = (
+    ("public_macro_f1_gain", "public", "macro_f1"),
+    ("private_macro_f1_gain", "private", "macro_f1"),
+    ("private_accuracy_gain", "private", "accuracy"),
+)
+RECALL_GAINS = ("disgust", "fear")  # PrivateTest recall of the rare classes (the records')
+
+
+def run_gains(result: Result) -> dict[str, float | None]:
+    """Improved minus baseline in one run: GAINS from its summary.json, RECALL_GAINS from its
+    record's per-class recall; None where a figure is missing (an older record)."""
+    metrics = result.experiment.metrics or {}
+    ours, theirs = metrics.get("improved") or {}, metrics.get("baseline") or {}
+    gains: dict[str, float | None] = {}
+    for key, split, metric in GAINS:
+        a, b = (ours.get(split) or {}).get(metric), (theirs.get(split) or {}).get(metric)
+        gains[key] = None if a is None or b is None else a - b
+    recall = result.recall or {}
+    for name in RECALL_GAINS:
+        a, b = (
+            ((recall.get(model) or {}).get("private_test") or {}).get(name)
+            for model in ("improved", "baseline")
+        )
+        gains[f"private_{name}_recall_gain"] = None if a is None or b is None else a - b
+    return gains
+
+
+GAIN_KEYS = (*(k for k, _, _ in GAINS), *(f"private_{n}_recall_gain" for n in RECALL_GAINS))
 
 
 def run_figures(metrics: dict[str, Any] | None, name: str = MODEL) -> dict[str, float | None]:
@@ -133,6 +166,7 @@ def row_record(
             "source": (r.experiment.metrics or {}).get("source"),
             **run_figures(r.experiment.metrics, r.model),
             "precision": resolved_precision(r),
+            **(run_gains(r) if r.model == "improved" else {}),
         }
         for r in results
     ]
@@ -162,6 +196,11 @@ def row_record(
         pooled = _pooled([run[key] for run in record["runs"]])
         if pooled is not None:
             record[key] = pooled
+    for key in GAIN_KEYS:
+        values = [run.get(key) for run in record["runs"]]
+        pooled = _pooled(values)
+        if pooled is not None:  # with the worst seed's: the rule of a study may ask for it
+            record[key] = pooled | {"min": min(values)}  # type: ignore[type-var]
     tta = {(r.experiment.params.get("evaluate") or {}).get("tta") for r in results}
     if (
         "public_tta_accuracy" in record
@@ -235,6 +274,14 @@ def _delta(delta: dict[str, Any] | None) -> str:
     return text + (" within noise" if delta["within_noise"] else " **outside noise**")
 
 
+def _gain(figure: dict[str, float] | None, worst: bool = False) -> str:
+    """Points gained by improve over its own baseline, mean over seeds (and the worst seed)."""
+    if figure is None:
+        return ""
+    text = f"{100 * figure['mean']:+.2f}"
+    return text + (f" ({100 * figure['min']:+.2f})" if worst else "")
+
+
 def _trained(record: dict[str, Any]) -> str:
     """The precision and machine a row's runs trained in and on, **mixed** where they differ."""
     kinds = sorted({run["precision"] for run in record["runs"] if run.get("precision")})
@@ -261,6 +308,10 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
     with_tta = any("tta" in r for r in records)
     head = ["row", *factors, "seeds", "PublicTest acc %", "Δ PublicTest vs row 0 (95% CI)"]
     head += ["PublicTest macro-F1 %", "PrivateTest acc %", "PrivateTest macro-F1 %"]
+    gains = spec.model == "improved"
+    if gains:
+        head += ["improve's gain, PublicTest macro-F1 (worst seed)", "PrivateTest macro-F1"]
+        head += ["PrivateTest acc", "PrivateTest recall disgust / fear"]
     if with_tta:
         head += ["PublicTest TTA %", "PrivateTest TTA %"]
     head += ["GFLOPs", "efficiency", "train min", "trained in, on", "commit"]
@@ -272,6 +323,11 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
         cells += [_pct(r.get("public_accuracy"), n), _delta(r.get("public_delta"))]
         cells += [_pct(r.get(k), n) for k in ("public_macro_f1", "private_accuracy")]
         cells += [_pct(r.get("private_macro_f1"), n)]
+        if gains:
+            cells += [_gain(r.get("public_macro_f1_gain"), worst=n > 1)]
+            cells += [_gain(r.get(k)) for k in ("private_macro_f1_gain", "private_accuracy_gain")]
+            rare = [_gain(r.get(f"private_{name}_recall_gain")) for name in RECALL_GAINS]
+            cells += [" / ".join(rare) if any(rare) else ""]
         if with_tta:
             cells += [_pct(r.get("public_tta_accuracy"), n), _pct(r.get("private_tta_accuracy"), n)]
         gflops, eff, minutes = (r.get(k) for k in ("gflops", "efficiency", "train_minutes"))
@@ -305,6 +361,15 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
             "Trained in, on: the precision each run trained in (train.precision as resolved on "
             "its machine) and the machine (device, kernels' instruction set, threads); "
             "**mixed** where a row's seeds differ in it (their bits are not comparable).",
+            *(
+                [
+                    "Improve's gain: each run's improved model minus its own baseline (the same "
+                    "seed's train stage, in the same summary.json), in points, mean over seeds "
+                    "(the worst seed in brackets); recall: PrivateTest's, of Disgust and Fear."
+                ]
+                if gains
+                else []
+            ),
             *([f"Not pooled or not compared: {'; '.join(apart)}."] if apart else []),
             f"Experiments (`dvc exp show -A`, or runs.json beside this table): {experiments}.",
             "",
