@@ -549,7 +549,7 @@ def _fake_queue(monkeypatch, tmp_path, tasks_after):
     """A spec in tmp_path and a DVC queue that lists nothing until runs are queued."""
     monkeypatch.chdir(tmp_path)
     _spec(tmp_path, TWO)
-    monkeypatch.setattr(cli, "match", lambda runs, found: {})
+    monkeypatch.setattr(cli, "match", lambda runs, found, key=None: {})
     monkeypatch.setattr(cli, "_fingerprints", lambda: _key)  # no git repository here
     monkeypatch.setattr(queue, "experiments", list)
     monkeypatch.setattr(queue, "start_workers", lambda jobs, threads: None)

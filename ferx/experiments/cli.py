@@ -23,6 +23,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,11 +124,16 @@ def _from_experiment(run: Run, experiment: queue.Experiment, fingerprint: str) -
     )
 
 
-def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, records.Record]:
+RunKey = Callable[[dict[str, Any]], str]  # params -> their run key on today's workspace
+
+
+def match(
+    runs: list[Run], found: list[queue.Experiment], key: RunKey | None = None
+) -> dict[str, records.Record]:
     """run name -> the newest finished experiment that stands for it: the same run key (the
     params and files the table's figures depend on), on any baseline commit. Runs with the
     same key (a factor that restates a default, or sets only what explains) share it."""
-    ours = _fingerprints()
+    ours = key or _fingerprints()
     wanted: dict[str, list[Run]] = {}
     for run in runs:
         wanted.setdefault(ours(run.resolved), []).append(run)
@@ -137,25 +143,28 @@ def match(runs: list[Run], found: list[queue.Experiment]) -> dict[str, records.R
             continue
         try:
             params = normalised(experiment.params)
-            key = ours(params)  # what it would be today: a cheap first sieve
-            if key not in wanted or identity.commit_fingerprint(experiment.rev, params) != key:
+            today = ours(params)  # what it would be today: a cheap first sieve
+            if today not in wanted or identity.commit_fingerprint(experiment.rev, params) != today:
                 continue
         except ParamsError:  # params of another schema: stands for nothing of today's
             continue
         except UserError:  # an old commit's dvc.yaml this reader refuses: stands for nothing
             continue
-        matched |= {run.name: (run, experiment, key) for run in wanted[key]}
+        matched |= {run.name: (run, experiment, today) for run in wanted[today]}
     return {name: _from_experiment(*hit) for name, hit in matched.items()}
 
 
 def with_records(
-    runs: list[Run], kept: list[records.Record], matched: dict[str, records.Record]
+    runs: list[Run],
+    kept: list[records.Record],
+    matched: dict[str, records.Record],
+    key: RunKey | None = None,
 ) -> dict[str, records.Record]:
     """run name -> what stands for it: the experiment `match` found or a kept record of the
     same run key, the newer if both (as between experiments)."""
     if not kept:
         return dict(matched)
-    ours = _fingerprints()
+    ours = key or _fingerprints()
     done = {}
     for run in runs:
         both = matched.get(run.name), records.find(kept, ours(run.resolved))
@@ -211,7 +220,7 @@ def _interrupted(before: set[str], spec: Spec, started: bool) -> int:
     return 130
 
 
-def _unique(runs: list[Run], key: Callable[[dict[str, Any]], str]) -> list[Run]:
+def _unique(runs: list[Run], key: RunKey) -> list[Run]:
     """One run per run key: two rows that resolve alike are one experiment."""
     seen: dict[str, Run] = {}
     for run in runs:
@@ -219,16 +228,31 @@ def _unique(runs: list[Run], key: Callable[[dict[str, Any]], str]) -> list[Run]:
     return list(seen.values())
 
 
-def run(
+@dataclass
+class _Plan:
+    """What one invocation is about: the spec's runs, this machine's share, the records."""
+
+    spec: Spec
+    runs: list[Run]  # every row at every seed
+    mine: list[Run]  # the runs this invocation may queue (its shard's, or all)
+    kept_path: Path  # ablation/<name>/runs.json
+    kept: list[records.Record]
+    out_root: Path
+    shard: shards.Shard | None
+    remote: str | None
+
+
+def _plan(
     spec: Spec,
-    jobs: int,
     collect_only: bool,
-    seeds: tuple[int, ...] = (),
-    out_root: Path = Path("ablation"),
-    params_path: Path = DEFAULT_PARAMS_PATH,
-    shard: shards.Shard | None = None,
-    remote: str | None = None,
-) -> int:
+    seeds: tuple[int, ...],
+    out_root: Path,
+    params_path: Path,
+    shard: shards.Shard | None,
+    remote: str | None,
+) -> _Plan:
+    """Check the invocation and read what is already known; every refusal comes before
+    anything is queued or pulled."""
     try:
         runs = make_runs(spec, read_params_file(params_path), seeds)
     except ParamsError as exc:
@@ -256,74 +280,93 @@ def run(
             "the same: same commit, spec and --seeds)"
         )
     mine = runs if shard is None else shards.shard_runs(runs, shard)
+    return _Plan(spec, runs, mine, kept_path, kept, out_root, shard, remote)
+
+
+def _collect(
+    plan: _Plan, key: RunKey
+) -> tuple[dict[str, records.Record], dict[str, records.Record]]:
+    """(the experiments that stand for runs, everything that does: those and the records)."""
+    matched = match(plan.runs, queue.experiments(), key)
+    return matched, with_records(plan.runs, plan.kept, matched, key)
+
+
+def _execute(
+    plan: _Plan, done: dict[str, records.Record], jobs: int, key: RunKey
+) -> dict[str, str] | int:
+    """Queue this machine's runs that nothing stands for, run them, and wait: run name -> why
+    it has no results (a failed or lost experiment), or an exit code when interrupted."""
+    runs, mine, shard = plan.runs, plan.mine, plan.shard
+    missing = [r for r in mine if r.name not in done]
+    todo = _unique(missing, key)
+    alike = len(missing) - len(todo)
+    share = "" if shard is None else f"shard {shard}: {len(mine)} of "
     n_rows, n_seeds = len({r.row.index for r in runs}), len({r.seed for r in runs})
-    matched = match(runs, queue.experiments())
-    done = with_records(runs, kept, matched)
-    if collect_only and remote is not None:  # the spec's outputs too, not every experiment's
-        shards.pull_outputs(remote, [r.experiment for r in matched.values()])
-    failed: dict[str, str] = {}
-    if not collect_only:
-        missing = [r for r in mine if r.name not in done]
-        run_key = _fingerprints()
-        todo = _unique(missing, run_key)
-        alike = len(missing) - len(todo)
-        share = "" if shard is None else f"shard {shard}: {len(mine)} of "
+    print(
+        f"ablate: {share}{len(runs)} runs ({n_rows} rows x {n_seeds} seeds), "
+        f"{len(mine) - len(missing)} already done, {len(todo)} queued"
+        + (f" ({alike} with the params of another run: one experiment for both)" if alike else "")
+    )
+    if not todo:
+        return {}
+    available = cores()
+    if jobs > available:
         print(
-            f"ablate: {share}{len(runs)} runs ({n_rows} rows x {n_seeds} seeds), "
-            f"{len(mine) - len(missing)} already done, {len(todo)} queued"
-            + (
-                f" ({alike} with the params of another run: one experiment for both)"
-                if alike
-                else ""
-            )
+            f"ablate: warning: --jobs {jobs} on {available} cores: each experiment "
+            "gets one thread and they still share the cores (slower per row)",
+            file=sys.stderr,
         )
-        if todo:
-            available = cores()
-            if jobs > available:
-                print(
-                    f"ablate: warning: --jobs {jobs} on {available} cores: each experiment "
-                    "gets one thread and they still share the cores (slower per row)",
-                    file=sys.stderr,
-                )
-            threads = threads_per_job(jobs, available)
-            if remote is not None:
-                shards.auto_push_env(remote)  # each experiment leaves as it finishes
-            before = {t.task for t in queue.queue_tasks()}
-            started = False
-            try:
-                queued = queue.queue_runs(todo, threads)
-                started = True  # from here on the workers may have taken runs
-                queue.start_workers(jobs, threads)
-                tasks = queue.wait_for(
-                    queued, before, jobs=jobs, restart=lambda: queue.start_workers(jobs, threads)
-                )
-            except KeyboardInterrupt:
-                return _interrupted(before, spec, started)
-            for todo_run, name in zip(todo, queued, strict=True):
-                task = tasks.get(name)
-                reason = None
-                if task is not None and task.status == "Success":
-                    reason = (
-                        f"{name}: finished, but its commit's stage inputs or params differ "
-                        "from the workspace's now (edited while it ran?)"
-                    )
-                if task is not None and task.status == "Failed":
-                    reason = f"{name}: {queue.failure_reason(task.task)}"
-                elif task is not None and task.status == "Lost":
-                    reason = f"{name}: lost (`dvc queue status` stopped listing it)"
-                if reason:
-                    key = run_key(todo_run.resolved)
-                    failed |= {r.name: reason for r in runs if run_key(r.resolved) == key}
-            matched = match(runs, queue.experiments())
-            done = with_records(runs, kept, matched)
+    threads = threads_per_job(jobs, available)
+    if plan.remote is not None:
+        shards.auto_push_env(plan.remote)  # each experiment leaves as it finishes
+    before = {t.task for t in queue.queue_tasks()}
+    started = False
+    try:
+        queued = queue.queue_runs(todo, threads)
+        started = True  # from here on the workers may have taken runs
+        queue.start_workers(jobs, threads)
+        tasks = queue.wait_for(
+            queued, before, jobs=jobs, restart=lambda: queue.start_workers(jobs, threads)
+        )
+    except KeyboardInterrupt:
+        return _interrupted(before, plan.spec, started)
+    failed: dict[str, str] = {}
+    for todo_run, name in zip(todo, queued, strict=True):
+        task = tasks.get(name)
+        reason = None
+        if task is not None and task.status == "Success":
+            reason = (
+                f"{name}: finished, but its commit's stage inputs or params differ "
+                "from the workspace's now (edited while it ran?)"
+            )
+        if task is not None and task.status == "Failed":
+            reason = f"{name}: {queue.failure_reason(task.task)}"
+        elif task is not None and task.status == "Lost":
+            reason = f"{name}: lost (`dvc queue status` stopped listing it)"
+        if reason:
+            ran = key(todo_run.resolved)
+            failed |= {r.name: reason for r in runs if key(r.resolved) == ran}
+    return failed
+
+
+def _publish(
+    plan: _Plan,
+    matched: dict[str, records.Record],
+    done: dict[str, records.Record],
+    failed: dict[str, str],
+    collect_only: bool,
+) -> int:
+    """Record what finished, push it (--remote), and write the table once every run has
+    results (else print what there is and say what is missing)."""
+    spec, runs, mine, shard, remote = plan.spec, plan.runs, plan.mine, plan.shard, plan.remote
     recorded: list[str] = []
     if done:  # before any push: a push that fails loses no record
-        held = records.save(kept_path, list(done.values()))
+        held = records.save(plan.kept_path, list(done.values()))
         # a record that won over this clone's experiment, or stands where it has none (on a
         # tie the experiment itself is kept: with_records lists it first)
         recorded = [n for n, r in done.items() if r is not matched.get(n)]
         print(
-            f"ablate: {kept_path} holds {held} record(s)"
+            f"ablate: {plan.kept_path} holds {held} record(s)"
             + (f"; {len(recorded)} of this spec's runs stand on those alone" if recorded else "")
         )
     if remote is not None and not collect_only:  # all: what auto-push missed, earlier runs
@@ -338,7 +381,11 @@ def run(
             return 1
         print(
             f"ablate: shard {shard}: all {len(mine)} of its runs are done and on {remote}"
-            + (f" or in {kept_path} (commit it)" if any(r.name in recorded for r in mine) else "")
+            + (
+                f" or in {plan.kept_path} (commit it)"
+                if any(r.name in recorded for r in mine)
+                else ""
+            )
             + "; "
             f"`ferx-ablate {spec.path} --collect-only --remote {remote}` on any clone "
             "writes the table"
@@ -350,13 +397,13 @@ def run(
     rows = table_records(runs, finished)
     missing = [r.name for r in runs if r.name not in done]
     if not missing:
-        print(write_outputs(spec, rows, out_root / spec.name))
+        print(write_outputs(spec, rows, plan.out_root / spec.name))
         return 0
     print(markdown(spec, rows))
     reasons = "; ".join(f"{name} ({failed.get(name, 'no results')})" for name in missing)
     print(
         f"ablate: {len(missing)} of {len(runs)} runs have no results: {reasons}. "
-        f"{out_root / spec.name}/ keeps its previous table until every run has results"
+        f"{plan.out_root / spec.name}/ keeps its previous table until every run has results"
         + (
             f"; rows of a shard that did not finish: rerun `--shard K/N --remote {remote}` "
             "on any machine, it runs only the missing ones"
@@ -366,6 +413,36 @@ def run(
         file=sys.stderr,
     )
     return 1
+
+
+def run(
+    spec: Spec,
+    jobs: int,
+    collect_only: bool,
+    seeds: tuple[int, ...] = (),
+    out_root: Path = Path("ablation"),
+    params_path: Path = DEFAULT_PARAMS_PATH,
+    shard: shards.Shard | None = None,
+    remote: str | None = None,
+) -> int:
+    """Plan, execute (unless --collect-only), collect and publish. The workspace's run keys
+    are computed once for each state of it: before the runs, and again after them (a file
+    edited while they ran makes their results stand for the state they ran on, not today's)."""
+    plan = _plan(spec, collect_only, seeds, out_root, params_path, shard, remote)
+    key = _fingerprints()
+    matched, done = _collect(plan, key)
+    if collect_only and remote is not None:  # the spec's outputs too, not every experiment's
+        shards.pull_outputs(remote, [r.experiment for r in matched.values()])
+    failed: dict[str, str] = {}
+    if not collect_only:
+        executed = _execute(plan, done, jobs, key)
+        if isinstance(executed, int):
+            return executed
+        failed = executed
+        if len({r.name for r in plan.mine} - set(done)):  # something ran: read it back
+            key = _fingerprints()
+            matched, done = _collect(plan, key)
+    return _publish(plan, matched, done, failed, collect_only)
 
 
 def main(argv: list[str] | None = None) -> int:
