@@ -9,32 +9,15 @@ results schema). No torch.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ferx.analysis.report import MODELS, ReportError, trained_how
+from ferx.analysis import run_files as files
+from ferx.analysis.report import MODELS, trained_how
+from ferx.analysis.run_files import RunFiles
 from ferx.labels import CLASS_NAMES
-
-FILES = (
-    "metrics/summary.json",
-    "metrics/train.json",
-    "metrics/improve.json",
-    "metrics/cost.json",
-    "metrics/eval/baseline_private_test.json",
-    "metrics/eval/improved_private_test.json",
-)
-
-
-def _read(root: Path, name: str) -> dict[str, Any]:
-    try:
-        return json.loads((root / name).read_text())
-    except FileNotFoundError:
-        raise ReportError(f"{name}: not found (run `dvc repro` first)") from None
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{name}: not valid JSON ({exc})") from None
 
 
 def _dataset(source: str) -> dict[str, str]:
@@ -49,9 +32,9 @@ def _dataset(source: str) -> dict[str, str]:
 
 def front_matter(root: str | Path = ".") -> dict[str, Any]:
     """The card's YAML header as data (numbers straight from metrics/summary.json)."""
-    root = Path(root)
-    summary = _read(root, "metrics/summary.json")
-    cost = _read(root, "metrics/cost.json")
+    run = RunFiles(Path(root))
+    summary = run.json(files.SUMMARY)
+    cost = run.json(files.COST)
     # fresh dicts per entry: shared ones would come out as YAML anchors (&id001), which some
     # model-card readers do not resolve
     task = lambda: {"type": "image-classification", "name": "Facial expression recognition"}  # noqa: E731
@@ -126,11 +109,12 @@ def model_card(root: str | Path = ".") -> str:
     """The whole card: front matter, then the sections a reader of a model card expects."""
     root = Path(root)
     header = front_matter(root)
-    summary = _read(root, "metrics/summary.json")
-    train = _read(root, "metrics/train.json")
-    improve = _read(root, "metrics/improve.json")
-    cost = _read(root, "metrics/cost.json")
-    evals = {m: _read(root, f"metrics/eval/{m}_private_test.json") for m in MODELS}
+    run = RunFiles(Path(root))
+    summary = run.json(files.SUMMARY)
+    train = run.json(files.TRAIN)
+    improve = run.json(files.IMPROVE)
+    cost = run.json(files.COST)
+    evals = {m: run.json(files.evaluation(m, "private_test")) for m in MODELS}
     source = summary["source"]
     arch = cost[MODELS[0]]["arch"]
     warning = (

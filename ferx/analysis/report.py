@@ -8,77 +8,22 @@ may lack (user probes, ablation tables) is left out with a line saying so.
 
 from __future__ import annotations
 
-import base64
-import csv
 import html
-import json
-import re
 from pathlib import Path
 from typing import Any
 
+from ferx.analysis import run_files as files
+from ferx.analysis.markdown_html import markdown_to_html
+from ferx.analysis.report_style import STYLE
+from ferx.analysis.run_files import ReportError, RunFiles
 from ferx.cpu import machine_label
-from ferx.errors import UserError
 from ferx.labels import CLASS_NAMES, PROBE_SETS
+
+__all__ = ["OUT_DIR", "ReportError", "build_report", "markdown_to_html", "trained_how"]
 
 MODELS = ("baseline", "improved")
 EVAL_SPLITS = (("public_test", "PublicTest"), ("private_test", "PrivateTest"))
 OUT_DIR = Path("report")
-
-
-class ReportError(UserError):
-    """A file the report is written from is missing or unreadable."""
-
-
-class _Sources:
-    """Reads the run's files relative to `root` and remembers which were read, per section."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.read: list[str] = []
-
-    def path(self, name: str) -> Path:
-        return self.root / name
-
-    def exists(self, name: str) -> bool:
-        return self.path(name).is_file()
-
-    def json(self, name: str) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path(name).read_text())
-        except FileNotFoundError:
-            raise ReportError(f"{name}: not found (run `dvc repro` first)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ReportError(f"{name}: not valid JSON ({exc})") from None
-        self._note(name)
-        return data
-
-    def tsv(self, name: str) -> list[dict[str, str]]:
-        try:
-            with self.path(name).open(newline="") as f:
-                rows = list(csv.DictReader(f, delimiter="\t"))
-        except FileNotFoundError:
-            raise ReportError(f"{name}: not found (run `dvc repro` first)") from None
-        self._note(name)
-        return rows
-
-    def image(self, name: str, alt: str) -> str:
-        """An <img> with the PNG inline; a visible note if the file is missing."""
-        path = self.path(name)
-        if not path.is_file():
-            return f'<p class="missing">missing figure: <code>{_e(name)}</code></p>'
-        self._note(name)
-        data = base64.b64encode(path.read_bytes()).decode()
-        return (
-            f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
-            f"<figcaption><code>{_e(name)}</code></figcaption></figure>"
-        )
-
-    def _note(self, name: str) -> None:
-        if name not in self.read:
-            self.read.append(name)
-
-    def since(self, start: int) -> list[str]:
-        return self.read[start:]
 
 
 def _e(value: Any) -> str:
@@ -111,9 +56,9 @@ def _section(anchor: str, title: str, body: str, files: list[str]) -> str:
 # ---- sections ---------------------------------------------------------------------------
 
 
-def _data(src: _Sources) -> tuple[str, str]:
+def _data(src: RunFiles) -> tuple[str, str]:
     start = len(src.read)
-    prep = src.json("metrics/prepare.json")
+    prep = src.json(files.PREPARE)
     counts = prep["counts"]
     splits = [s for s in ("train", "public_test", "private_test") if s in counts]
     titles = {"train": "Training", "public_test": "PublicTest", "private_test": "PrivateTest"}
@@ -143,7 +88,7 @@ def trained_how(run: dict[str, Any]) -> str:
     return f"trained in {precision}" + (f" ({why})" if why else "") + f" on {where}"
 
 
-def _kept_row(src: _Sources, live_dir: str, epoch: int) -> dict[str, float | None]:
+def _kept_row(src: RunFiles, live_dir: str, epoch: int) -> dict[str, float | None]:
     # the training split's accuracy and loss at the kept epoch, from DVCLive's per-epoch files
     out: dict[str, float | None] = {}
     for metric in ("accuracy", "loss"):
@@ -153,9 +98,9 @@ def _kept_row(src: _Sources, live_dir: str, epoch: int) -> dict[str, float | Non
     return out
 
 
-def _training(src: _Sources) -> str:
+def _training(src: RunFiles) -> str:
     start = len(src.read)
-    train = src.json("metrics/train.json")
+    train = src.json(files.TRAIN)
     epoch = int(train["best_epoch"])
     kept = _kept_row(src, "dvclive/train", epoch)
     rows = [
@@ -178,11 +123,9 @@ def _training(src: _Sources) -> str:
     return _section("training", "Training", body, src.since(start))
 
 
-def _evaluation(src: _Sources) -> str:
+def _evaluation(src: RunFiles) -> str:
     start = len(src.read)
-    evals = {
-        (m, s): src.json(f"metrics/eval/{m}_{s}.json") for m in MODELS for (s, _) in EVAL_SPLITS
-    }
+    evals = {(m, s): src.json(files.evaluation(m, s)) for m in MODELS for (s, _) in EVAL_SPLITS}
     summary_rows = []
     for (model, split), e in evals.items():
         tta = e.get("tta") or {}
@@ -225,7 +168,7 @@ def _evaluation(src: _Sources) -> str:
     return _section("evaluation", "Evaluation", body, src.since(start))
 
 
-def _explanations(src: _Sources) -> str:
+def _explanations(src: RunFiles) -> str:
     start = len(src.read)
     body = (
         "<p>Grad-CAM, guided backpropagation and guided Grad-CAM for the predicted class on "
@@ -234,7 +177,7 @@ def _explanations(src: _Sources) -> str:
         "face.</p>"
     )
     for model in MODELS:
-        record = src.json(f"metrics/explain/{model}.json")
+        record = src.json(files.explanation(model))
         for name, probe_set in record["sets"].items():
             rows = [
                 [
@@ -266,10 +209,10 @@ def _explanations(src: _Sources) -> str:
     return _section("explanations", "Explanations", body, src.since(start))
 
 
-def _improve(src: _Sources) -> str:
+def _improve(src: RunFiles) -> str:
     start = len(src.read)
-    improve = src.json("metrics/improve.json")
-    compare = src.json("metrics/compare.json")
+    improve = src.json(files.IMPROVE)
+    compare = src.json(files.COMPARE)
     if improve.get("kept_start"):
         kept = (
             "<p class='note'><b>The improved model is the starting model</b> (epoch 0): no "
@@ -313,9 +256,9 @@ def _improve(src: _Sources) -> str:
     return _section("improve", "Improve: class-reweighted retraining", body, src.since(start))
 
 
-def _cost(src: _Sources) -> str:
+def _cost(src: RunFiles) -> str:
     start = len(src.read)
-    cost = src.json("metrics/cost.json")
+    cost = src.json(files.COST)
     rows = []
     arithmetic = []
     for model in MODELS:
@@ -357,46 +300,11 @@ def _cost(src: _Sources) -> str:
     return _section("cost", "Cost and efficiency", body, src.since(start))
 
 
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
-_CODE = re.compile(r"`([^`]+)`")
-
-
-def _inline_markdown(text: str) -> str:
-    return _CODE.sub(r"<code>\1</code>", _BOLD.sub(r"<b>\1</b>", _e(text)))
-
-
-def markdown_to_html(text: str) -> str:
-    """The Markdown ferx writes (ablation tables): pipe tables and paragraphs."""
-    out, table = [], []
-
-    def flush() -> None:
-        if table:
-            cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table]
-            body = [r for r in cells[1:] if not all(set(c) <= set("-: ") for c in r)]
-            head = "".join(f"<th>{_inline_markdown(c)}</th>" for c in cells[0])
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{_inline_markdown(c)}</td>" for c in r) + "</tr>"
-                for r in body
-            )
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-            table.clear()
-
-    for line in text.splitlines():
-        if line.lstrip().startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        if line.strip():
-            out.append(f"<p>{_inline_markdown(line)}</p>")
-    flush()
-    return "".join(out)
-
-
-def _ablations(src: _Sources, freshness: dict[str, tuple[str, str]]) -> str:
+def _ablations(src: RunFiles, freshness: dict[str, tuple[str, str]]) -> str:
     """Each committed table with its frontier, labelled current or stale (freshness: study
     name -> (state, one line), from ferx.experiments.freshness)."""
     start = len(src.read)
-    tables = sorted(src.path("ablation").glob("*/table.md"))
+    tables = sorted(src.path(files.ABLATIONS).glob("*/table.md"))
     if not tables:
         body = "<p>No ablation under <code>ablation/</code> (see <code>ferx-ablate</code>).</p>"
         return _section("ablations", "Ablations", body, [])
@@ -415,35 +323,13 @@ def _ablations(src: _Sources, freshness: dict[str, tuple[str, str]]) -> str:
 
 # ---- the page -----------------------------------------------------------------------------
 
-STYLE = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:1em auto;padding:0 1em;color:#222}
-h1{margin-bottom:.2em} h2{border-bottom:2px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.86em}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
-th:first-child,td:first-child{text-align:left}
-figure{margin:.5em 0;display:inline-block;vertical-align:top;max-width:100%}
-figure img{max-width:100%} figcaption{font-size:.75em;color:#666}
-.row{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}
-.row>*{min-width:0;max-width:100%}
-.row figure img{max-width:520px}
-.banner{padding:.7em 1em;font-weight:bold;border-radius:4px}
-.synthetic{background:#fde2e2;border:2px solid #c00;color:#900}
-.real{background:#e3f4e3;border:1px solid #393}
-.sources{font-size:.78em;color:#666} .missing,.wrong{color:#c00}
-.note{background:#fff6d5;padding:.4em}
-.freshness{padding:.3em .6em;border-radius:4px;font-size:.9em}
-.freshness.current{background:#e3f4e3;border:1px solid #393}
-.freshness.stale,.freshness.unknown{background:#fde2e2;border:1px solid #c00;color:#900}
-nav a{margin-right:1em}
-"""
-
 
 def build_report(
     root: str | Path = ".", freshness: dict[str, tuple[str, str]] | None = None
 ) -> tuple[str, list[str]]:
     """The page's HTML and the files it was written from (relative to root). `freshness`
     labels each ablation table (study name -> (current | stale | unknown, one line))."""
-    src = _Sources(Path(root))
+    src = RunFiles(Path(root))
     source, data = _data(src)
     sections = [
         data,
@@ -454,7 +340,7 @@ def build_report(
         _cost(src),
         _ablations(src, freshness or {}),
     ]
-    summary = src.json("metrics/summary.json")
+    summary = src.json(files.SUMMARY)
     if summary.get("source") != source:
         raise ReportError(
             f"metrics/summary.json says source {summary.get('source')!r}, metrics/prepare.json "
