@@ -146,3 +146,130 @@ def test_each_layer_imports_only_what_the_code_map_allows():
 
         broken += [f"{module} imports {m}" for m in sorted(imports) if not ok(m)]
     assert broken == []
+
+
+class _ParamsSpy:
+    """Records which params (dotted keys) code reads from a Params object: attribute reads of
+    its sections' fields, whole sections dumped (model_dump), and copies (model_copy: the
+    copy's replaced keys read as the section that supplied them, as improve's train copy)."""
+
+    def __init__(self, monkeypatch, params) -> None:
+        from pydantic import BaseModel
+
+        from ferx.params import ImproveParams, Section
+
+        self.reads: set[str] = set()
+        self.paths: dict[int, str] = {}
+        self.renamed: dict[int, dict[str, str]] = {}  # copy -> key -> where its value came from
+        self.alive: list[object] = [params]  # ids must stay unique while we map them
+        self._walk(params, "")
+        spy = self
+
+        def getattribute(node, name):
+            value = object.__getattribute__(node, name)
+            if name in type(node).model_fields and (prefix := spy.paths.get(id(node))) is not None:
+                spy._read(node, prefix, name)
+            return value
+
+        def model_dump(node, *args, **kwargs):
+            spy._read_all(node)
+            return BaseModel.model_dump(node, *args, **kwargs)
+
+        def model_copy(node, *args, update=None, **kwargs):
+            copy = BaseModel.model_copy(node, *args, update=update, **kwargs)
+            spy.alive.append(copy)
+            prefix = spy.paths.get(id(node))
+            if prefix is not None:
+                spy.paths[id(copy)] = prefix
+                spy.renamed[id(copy)] = dict(spy.renamed.get(id(node), {}))
+            return copy
+
+        def train_params(improve, train):  # improve's own keys replace train's
+            copy = original(improve, train)
+            for key in ImproveParams.OWN_KEYS:
+                spy.renamed.setdefault(id(copy), {})[key] = f"improve.{key}"
+            return copy
+
+        original = ImproveParams.train_params
+        monkeypatch.setattr(Section, "__getattribute__", getattribute)
+        monkeypatch.setattr(Section, "model_dump", model_dump)
+        monkeypatch.setattr(Section, "model_copy", model_copy)
+        monkeypatch.setattr(ImproveParams, "train_params", train_params)
+
+    def _walk(self, node, prefix: str) -> None:
+        from pydantic import BaseModel
+
+        self.paths[id(node)] = prefix
+        for name in type(node).model_fields:
+            value = object.__getattribute__(node, name)
+            if isinstance(value, BaseModel):
+                self._walk(value, f"{prefix}.{name}" if prefix else name)
+
+    def _read(self, node, prefix: str, name: str) -> None:
+        where = self.renamed.get(id(node), {}).get(name)
+        self.reads.add(where or (f"{prefix}.{name}" if prefix else name))
+
+    def _read_all(self, node) -> None:
+        from pydantic import BaseModel
+
+        prefix = self.paths.get(id(node))
+        if prefix is None:
+            return
+        for name in type(node).model_fields:
+            value = object.__getattribute__(node, name)
+            if isinstance(value, BaseModel):
+                self._read_all(value)
+            else:
+                self._read(node, prefix, name)
+
+
+def _covered(key: str, declared: list[str]) -> bool:
+    return any(key == d or key.startswith(f"{d}.") for d in declared)
+
+
+@pytest.mark.slow
+def test_every_stage_reads_exactly_the_params_dvc_yaml_declares(tmp_path, monkeypatch):
+    # a param a stage reads but does not declare would not rerun it when changed (a stale
+    # result); one it declares but never reads reruns it for nothing
+    import importlib
+
+    import torch
+
+    from ferx.params import validate_params
+
+    monkeypatch.chdir(tmp_path)
+    params = validate_params(
+        {
+            "prepare": {"synthetic": {"n_samples": 120}},
+            "train": {"epochs": 1, "batch_size": 32},
+            "improve": {"epochs": 1},
+            "evaluate": {"tta": "flip"},
+            "runtime": {"threads": 1},
+        }
+    )
+    (tmp_path / "data/user_probes").mkdir(parents=True)
+    torch.set_num_threads(1)
+    calls = [("prepare", ()), ("probes", ()), ("train", ()), ("improve_init", ()), ("improve", ())]
+    calls += [("evaluate", (m, s)) for m in ("baseline", "improved")
+              for s in ("public_test", "private_test")]  # fmt: skip
+    calls += [("explain", (m,)) for m in ("baseline", "improved")]
+    calls += [("export", (m,)) for m in ("baseline", "improved")]
+    calls += [("cost", ()), ("compare", ()), ("plots_page", ()), ("report", ())]
+    assert {name for name, _ in calls} == set(STAGES)
+    undeclared, unread = {}, {}
+    for name, args in calls:
+        with pytest.MonkeyPatch.context() as patch:  # undone after each stage; not the chdir
+            spy = _ParamsSpy(patch, params)
+            importlib.import_module(f"stages.{name}").main(params, *args)
+        declared = STAGES[name].get("params") or []
+        reads = {r for r in spy.reads if not r.startswith("runtime.")}
+        if missing := sorted(r for r in reads if not _covered(r, declared)):
+            undeclared[name] = missing
+        # the report declares the sections a run's key holds for its tables' freshness,
+        # which it reads from params.yaml itself (ferx.experiments.freshness)
+        if name != "report" and (
+            idle := [d for d in declared if not any(_covered(r, [d]) for r in reads)]
+        ):
+            unread[name] = idle
+    assert undeclared == {}, f"read but not declared in dvc.yaml: {undeclared}"
+    assert unread == {}, f"declared in dvc.yaml but never read: {unread}"
