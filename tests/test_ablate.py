@@ -20,7 +20,7 @@ from ferx.experiments.cli import main, threads_per_job
 from ferx.experiments.frontier import frontier_points, pareto
 from ferx.experiments.queue import Task, parse_status, wait_for
 from ferx.experiments.spec import SpecError, load_spec, make_rows, make_runs
-from ferx.experiments.stats import mean_std, paired_bootstrap
+from ferx.experiments.stats import correct_from_text, mean_std, paired_bootstrap
 from ferx.experiments.table import (
     Result,
     markdown,
@@ -1163,3 +1163,75 @@ def test_a_study_of_improve_reports_the_improved_model_and_its_gain_over_its_own
     bad = _spec(tmp_path, {**ONE, "model": "best"})
     with pytest.raises(SpecError, match="model: must be one of baseline, improved"):
         load_spec(bad, tmp_path / "params.yaml")
+
+
+def test_the_gain_bootstrap_recomputes_macro_f1_and_recall_from_the_predictions():
+    from sklearn.metrics import f1_score, recall_score
+
+    from ferx.experiments.stats import paired_gain_bootstrap
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 2000)
+
+    def model(skill: float) -> np.ndarray:  # (2 seeds, faces): right with chance `skill`
+        right = rng.random((2, len(labels))) < skill
+        return np.where(right, labels, rng.integers(0, 7, (2, len(labels))))
+
+    better, worse = model(0.7), model(0.5)
+    found = paired_gain_bootstrap(better, worse, labels, 7, replicates=500)
+
+    def score(fn, predicted, **kwargs):
+        return np.mean([fn(labels, p, labels=list(range(7)), zero_division=0, **kwargs)
+                        for p in predicted], axis=0)  # fmt: skip
+
+    expected = score(f1_score, better, average="macro") - score(f1_score, worse, average="macro")
+    assert found["macro_f1"].mean == pytest.approx(expected)
+    recall = score(recall_score, better, average=None) - score(recall_score, worse, average=None)
+    assert found["recall_1"].mean == pytest.approx(recall[1])
+    assert not found["macro_f1"].within_noise and found["macro_f1"].low > 0
+    same = paired_gain_bootstrap(better, better, labels, 7, replicates=200)["macro_f1"]
+    assert same.mean == same.low == same.high == 0.0  # the same predictions: no difference
+    with pytest.raises(ValueError, match="not the same runs and faces"):
+        paired_gain_bootstrap(better, worse[:1], labels, 7)
+
+
+def test_a_study_of_improve_gets_its_gain_interval_and_tta_deltas_from_the_records(
+    tmp_path, monkeypatch
+):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 7, 400)
+    spec = load_spec(_spec(tmp_path, {**ONE, "model": "improved"}), tmp_path / "params.yaml")
+    runs = make_runs(spec, yaml.safe_load((tmp_path / "params.yaml").read_text()), (0, 1))
+
+    def text(values) -> str:
+        return "".join(str(int(v)) for v in values)
+
+    found = []
+    for run in runs:
+        skill = 0.5 + 0.25 * run.row.index  # row 1's improve is much better than its baseline
+        faces = {}
+        for model, chance in (("baseline", 0.5), ("improved", skill)):
+            predicted = np.where(rng.random(len(labels)) < chance, labels, (labels + 1) % 7)
+            faces[model] = {"correct": text(predicted == labels), "predicted": text(predicted),
+                            "tta_correct": text(predicted == labels)}  # fmt: skip
+        summary = {"accuracy": 0.6, "macro_f1": 0.6}
+        metrics = {"source": "real", "baseline": {"public": summary, "precision": "fp32"},
+                   "improved": {"public": {**summary, "macro_f1": 0.6 + skill - 0.5},
+                                "precision": "fp32"}}  # fmt: skip
+        experiment = queue.Experiment(run.name, "1" * 40, "2" * 40, "T", run.resolved, metrics)
+        correct = correct_from_text(faces["improved"]["correct"])
+        found.append(Result(run, experiment, correct, "improved", None, faces))
+    rows = table_records(runs, found, labels)
+    gain = rows[1]["public_macro_f1_gain"]
+    assert gain["low"] > 0 and not gain["within_noise"]  # improve's gain, outside the noise
+    assert rows[1]["public_tta_delta"]["low"] > 0  # row 1 vs row 0, from the TTA results
+    assert "low" not in table_records(runs, found)[1]["public_macro_f1_gain"]  # no labels
+    assert f"[{100 * gain['low']:+.2f}, {100 * gain['high']:+.2f}]" in markdown(spec, rows)
+
+    # the labels come from this workspace's prepared split, only if the runs classified it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/prepared").mkdir(parents=True)
+    np.savez(tmp_path / "data/prepared/public_test.npz", x=np.zeros((400, 2, 2)), y=labels)
+    assert np.array_equal(cli.public_labels(found, tmp_path / "params.yaml"), labels)
+    np.savez(tmp_path / "data/prepared/public_test.npz", x=np.zeros((400, 2, 2)), y=labels[::-1])
+    assert cli.public_labels(found, tmp_path / "params.yaml") is None

@@ -40,7 +40,7 @@ from ferx.experiments.spec import (
     normalised,
     read_params_file,
 )
-from ferx.experiments.stats import correct_from_text
+from ferx.experiments.stats import correct_from_text, predicted_from_text
 from ferx.experiments.table import (
     MODEL,
     Result,
@@ -183,8 +183,34 @@ def results(runs: list[Run], done: dict[str, records.Record], model: str = MODEL
         if model == MODEL:
             correct = correct or record.public_correct  # an older record: the baseline's only
         public = correct_from_text(correct) if correct else None
-        out.append(Result(run, record.experiment, public, model, record.recall))
+        out.append(Result(run, record.experiment, public, model, record.recall, record.faces))
     return out
+
+
+def public_labels(finished: list[Result], params_path: Path = DEFAULT_PARAMS_PATH):
+    """PublicTest's labels from this workspace's prepared split, for the intervals of a study
+    of improve (runs.json keeps predictions, never the data); None when the split is not
+    here or is not the one the runs classified (a face a run got right must carry the label
+    it predicted)."""
+    import numpy as np
+
+    try:
+        out_dir = read_params_file(params_path)["prepare"]["out_dir"]
+        with np.load(Path(out_dir) / "public_test.npz", allow_pickle=False) as data:
+            labels = data["y"].astype(np.int64)
+    except (OSError, KeyError, TypeError, ValueError, ParamsError):
+        return None
+    for result in finished:
+        for model in records.MODELS:
+            correct, predicted = (result.face_record(f, model) for f in ("correct", "predicted"))
+            if correct is None or predicted is None:
+                continue
+            if len(predicted) != len(labels):
+                return None
+            right = correct_from_text(correct).astype(bool)
+            if (predicted_from_text(predicted)[right] != labels[right]).any():
+                return None
+    return labels
 
 
 def write_outputs(spec: Spec, rows: list[dict[str, Any]], out_dir: Path) -> str:
@@ -394,7 +420,7 @@ def _publish(
     finished = results(runs, done, spec.model)
     if note := precision_note(finished):
         print(f"ablate: {note}", file=sys.stderr)
-    rows = table_records(runs, finished)
+    rows = table_records(runs, finished, public_labels(finished))
     missing = [r.name for r in runs if r.name not in done]
     if not missing:
         print(write_outputs(spec, rows, plan.out_root / spec.name))

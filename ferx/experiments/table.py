@@ -18,7 +18,16 @@ import numpy as np
 
 from ferx.experiments.queue import Experiment, set_value
 from ferx.experiments.spec import Row, Run, Spec
-from ferx.experiments.stats import REPLICATES, Difference, mean_std, paired_bootstrap
+from ferx.experiments.stats import (
+    REPLICATES,
+    Difference,
+    correct_from_text,
+    mean_std,
+    paired_bootstrap,
+    paired_gain_bootstrap,
+    predicted_from_text,
+)
+from ferx.labels import NUM_CLASSES
 from ferx.params import TTA_VIEWS
 
 # The model whose numbers a row reports unless the spec says otherwise (`model:`): the one the
@@ -35,7 +44,8 @@ FIGURES = (
     ("private_tta_accuracy", "private", "tta_accuracy"),
 )
 INTERVAL_NOTE = (
-    "Δ: the row's PublicTest accuracy minus row 0's (mean over seeds), with a 95% interval "
+    "Δ: the row's PublicTest accuracy minus row 0's (mean over seeds; single view, and in its "
+    "own column with TTA where the runs recorded each face's TTA result), with a 95% interval "
     f"from a paired hierarchical bootstrap ({REPLICATES:,} replicates; each resamples the "
     "PublicTest faces, the same faces for both rows, and each row's seeds, with replacement; "
     "percentile "
@@ -55,6 +65,12 @@ class Result:
     public_correct: np.ndarray | None
     model: str = MODEL  # whose figures the row reports (the spec's `model`)
     recall: dict[str, dict[str, dict[str, float]]] | None = None  # records.Record.recall
+    faces: dict[str, dict[str, str]] | None = None  # records.Record.faces (PublicTest)
+
+    def face_record(self, field: str, model: str | None = None) -> str | None:
+        """One of the evaluate stage's per-face strings of PublicTest, of `model` (the row's
+        by default), where the record has it."""
+        return ((self.faces or {}).get(model or self.model) or {}).get(field)
 
 
 # A study of improve (model: improved) also shows what each run's improve gained over its
@@ -134,10 +150,19 @@ def _pooled(values: list[float | None]) -> dict[str, float] | None:
     return {"mean": mean, "std": std}
 
 
-def _difference(row: list[Result], reference: list[Result]) -> Difference | None:
+def _difference(
+    row: list[Result], reference: list[Result], field: str = "correct"
+) -> Difference | None:
+    """Row minus row 0 in PublicTest accuracy (single view, or TTA: "tta_correct")."""
     if not row or not reference:
         return None
-    parts = [r.public_correct for r in row], [r.public_correct for r in reference]
+    if field == "correct":
+        parts = [r.public_correct for r in row], [r.public_correct for r in reference]
+    else:
+        parts = tuple(
+            [None if (t := r.face_record(field)) is None else correct_from_text(t) for r in side]
+            for side in (row, reference)
+        )
     if any(c is None for side in parts for c in side):
         return None
     lengths = {len(c) for side in parts for c in side}  # type: ignore[arg-type]
@@ -147,7 +172,11 @@ def _difference(row: list[Result], reference: list[Result]) -> Difference | None
 
 
 def row_record(
-    row: Row, runs: list[Run], results: list[Result], reference: list[Result]
+    row: Row,
+    runs: list[Run],
+    results: list[Result],
+    reference: list[Result],
+    labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """A row's record: its runs, and their figures pooled over seeds with the difference from
     row 0, where they may be: runs that trained in different precisions although they asked
@@ -219,18 +248,47 @@ def row_record(
     elif row.index > 0 and same_ask and len(ours) == len(theirs) == 1 and ours != theirs:
         record["not_compared"] = f"row 0 trained in {theirs[0]}, this row in {ours[0]}"
     elif row.index > 0:
-        difference = _difference(results, reference)
-        if difference is not None:
-            record["public_delta"] = {
-                "mean": difference.mean,
-                "low": difference.low,
-                "high": difference.high,
-                "within_noise": difference.within_noise,
-            }
+        for key, field in (("public_delta", "correct"), ("public_tta_delta", "tta_correct")):
+            if (difference := _difference(results, reference, field)) is not None:
+                record[key] = _interval(difference)
+    gain = None
+    if labels is not None and "public_macro_f1_gain" in record:
+        gain = _gain_interval(results, labels)
+    if gain is not None:
+        record["public_macro_f1_gain"] |= gain
     return record
 
 
-def table_records(runs: list[Run], results: list[Result]) -> list[dict[str, Any]]:
+def _interval(difference: Difference) -> dict[str, Any]:
+    return {
+        "mean": difference.mean,
+        "low": difference.low,
+        "high": difference.high,
+        "within_noise": difference.within_noise,
+    }
+
+
+def _gain_interval(results: list[Result], labels: np.ndarray) -> dict[str, Any] | None:
+    """The 95% interval of improve's PublicTest macro-F1 gain over its own baseline (a paired
+    bootstrap over faces and seeds from each face's predicted class), when every run of the
+    row recorded both models' predictions on the faces `labels` labels."""
+    pairs = [(r.face_record("predicted", "improved"), r.face_record("predicted", "baseline"))
+             for r in results]  # fmt: skip
+    if not pairs or any(a is None or b is None for a, b in pairs):
+        return None
+    ours = np.stack([predicted_from_text(a) for a, _ in pairs])  # type: ignore[arg-type]
+    theirs = np.stack([predicted_from_text(b) for _, b in pairs])  # type: ignore[arg-type]
+    if ours.shape[1] != len(labels):
+        return None
+    found = paired_gain_bootstrap(ours, theirs, labels, NUM_CLASSES)["macro_f1"]
+    return {"low": found.low, "high": found.high, "within_noise": found.within_noise}
+
+
+def table_records(
+    runs: list[Run], results: list[Result], labels: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """One record per row; `labels` (PublicTest's, in the split's order), when given, adds the
+    interval of improve's macro-F1 gain to a study of improve."""
     by_row: dict[int, list[Run]] = {}
     for run in runs:
         by_row.setdefault(run.row.index, []).append(run)
@@ -238,7 +296,7 @@ def table_records(runs: list[Run], results: list[Result]) -> list[dict[str, Any]
     pooled = {i: [done[r.name] for r in rs if r.name in done] for i, rs in by_row.items()}
     reference = pooled.get(0, [])
     rows = {run.row.index: run.row for run in runs}
-    return [row_record(rows[i], by_row[i], pooled[i], reference) for i in sorted(rows)]
+    return [row_record(rows[i], by_row[i], pooled[i], reference, labels) for i in sorted(rows)]
 
 
 def precision_note(results: list[Result]) -> str | None:
@@ -274,12 +332,16 @@ def _delta(delta: dict[str, Any] | None) -> str:
     return text + (" within noise" if delta["within_noise"] else " **outside noise**")
 
 
-def _gain(figure: dict[str, float] | None, worst: bool = False) -> str:
-    """Points gained by improve over its own baseline, mean over seeds (and the worst seed)."""
+def _gain(figure: dict[str, Any] | None, worst: bool = False) -> str:
+    """Points gained by improve over its own baseline, mean over seeds (and the worst seed),
+    with its 95% interval where the table has one."""
     if figure is None:
         return ""
     text = f"{100 * figure['mean']:+.2f}"
-    return text + (f" ({100 * figure['min']:+.2f})" if worst else "")
+    text += f" ({100 * figure['min']:+.2f})" if worst else ""
+    if "low" in figure:
+        text += f" [{100 * figure['low']:+.2f}, {100 * figure['high']:+.2f}]"
+    return text
 
 
 def _trained(record: dict[str, Any]) -> str:
@@ -313,7 +375,7 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
         head += ["improve's gain, PublicTest macro-F1 (worst seed)", "PrivateTest macro-F1"]
         head += ["PrivateTest acc", "PrivateTest recall disgust / fear"]
     if with_tta:
-        head += ["PublicTest TTA %", "PrivateTest TTA %"]
+        head += ["PublicTest TTA %", "Δ PublicTest TTA vs row 0 (95% CI)", "PrivateTest TTA %"]
     head += ["GFLOPs", "efficiency", "train min", "trained in, on", "commit"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
@@ -329,7 +391,8 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
             rare = [_gain(r.get(f"private_{name}_recall_gain")) for name in RECALL_GAINS]
             cells += [" / ".join(rare) if any(rare) else ""]
         if with_tta:
-            cells += [_pct(r.get("public_tta_accuracy"), n), _pct(r.get("private_tta_accuracy"), n)]
+            cells += [_pct(r.get("public_tta_accuracy"), n), _delta(r.get("public_tta_delta"))]
+            cells += [_pct(r.get("private_tta_accuracy"), n)]
         gflops, eff, minutes = (r.get(k) for k in ("gflops", "efficiency", "train_minutes"))
         cells += [f"{gflops['mean']:.5f}" if gflops else "", f"{eff['mean']:.0f}" if eff else ""]
         cells += [f"{minutes['mean']:.1f}" if minutes else "", _trained(r)]
@@ -365,7 +428,10 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
                 [
                     "Improve's gain: each run's improved model minus its own baseline (the same "
                     "seed's train stage, in the same summary.json), in points, mean over seeds "
-                    "(the worst seed in brackets); recall: PrivateTest's, of Disgust and Fear."
+                    "(the worst seed in parentheses); on PublicTest with a 95% interval (a "
+                    "paired bootstrap of faces and seeds that recomputes macro-F1 from each "
+                    "face's predicted class) where the labels were at hand; recall: "
+                    "PrivateTest's, of Disgust and Fear."
                 ]
                 if gains
                 else []
