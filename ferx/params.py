@@ -149,7 +149,7 @@ class TrainParams(Section):
 class RuntimeParams(Section):
     """How a run is computed, not what it computes. No stage declares this section in dvc.yaml
     and the resume fingerprint leaves it out, so changing it reruns nothing. (Thread count,
-    device and layout change the bits, and after a few epochs the metrics: docs/guide.md,
+    device and layout change the bits, and after a few epochs the metrics: README,
     "Reproducibility, as measured"; the recipe is the same.)"""
 
     threads: int = Field(0, ge=0, le=256)  # 0: torch's default
