@@ -193,7 +193,9 @@ def test_a_runs_inputs_are_what_the_tables_files_are_made_from_and_no_stage_writ
     from ferx.experiments.identity import closure, stage_inputs
 
     assert stage_inputs(_pipeline(), PARAMS) == [
-        "cmp.py", "data/raw", "ev.py", "extra/private_test", "extra/public_test", "prep.py"
+        "cmp.py", "data/raw", "ev.py", "extra/private_test", "extra/public_test",
+        "metrics/eval",  # a folder of outputs: its files that no stage writes would count
+        "prep.py",
     ]  # fmt: skip
     run = closure(_pipeline(), PARAMS)
     assert list(run.stages) == ["compare", "evaluate", "prep"]  # not explain
@@ -256,6 +258,21 @@ def test_an_input_outside_the_repository_or_untracked_is_refused_in_one_line(tmp
         identity.fingerprint(BLOBS, _pipeline(), untracked)
     assert "stage prep reads datasets, which neither git nor DVC tracks" in str(caught.value)
     assert "\n" not in str(caught.value)
+    # a stage outside the run's closure may read what it likes: explain, the user's probes
+    mine = _with({"explain": {"user_probes": "/home/me/faces"}})
+    assert identity.fingerprint(BLOBS, _pipeline(), mine, root=tmp_path) == (
+        identity.fingerprint(BLOBS, _pipeline(), PARAMS, root=tmp_path)
+    )
+    # a link inside the repository to data outside it: git would hold only the link
+    (tmp_path / "linked").symlink_to(tmp_path.parent, target_is_directory=True)
+    linked = _with({"prepare": {**PARAMS["prepare"], "raw": "linked"}})
+    with pytest.raises(UserError, match="stage prep reads linked, outside the repository"):
+        identity.fingerprint(BLOBS | {"linked": "9"}, _pipeline(), linked, root=tmp_path)
+    # a whole data folder tracked by one pointer above the file the stage reads
+    in_folder = _with({"prepare": {**PARAMS["prepare"], "raw": "data/raw/fer2013.csv"}})
+    pointer = {k: v for k, v in BLOBS.items() if k != "data/raw/fer2013.csv.dvc"}
+    first = identity.fingerprint(pointer | {"data/raw.dvc": "1"}, _pipeline(), in_folder)
+    assert first != identity.fingerprint(pointer | {"data/raw.dvc": "2"}, _pipeline(), in_folder)
     # the data file itself, tracked by its pointer: the pointer's bytes count
     as_file = _with({"prepare": {**PARAMS["prepare"], "raw": "data/raw/fer2013.csv"}})
     first = identity.fingerprint(BLOBS, _pipeline(), as_file)
@@ -1235,3 +1252,12 @@ def test_a_study_of_improve_gets_its_gain_interval_and_tta_deltas_from_the_recor
     assert np.array_equal(cli.public_labels(found, tmp_path / "params.yaml"), labels)
     np.savez(tmp_path / "data/prepared/public_test.npz", x=np.zeros((400, 2, 2)), y=labels[::-1])
     assert cli.public_labels(found, tmp_path / "params.yaml") is None
+
+
+def test_a_table_without_records_is_of_unknown_freshness_not_stale(tmp_path):
+    from ferx.experiments.freshness import study_freshness
+
+    (tmp_path / "ablation/old").mkdir(parents=True)
+    (tmp_path / "ablation/old/table.json").write_text("[]")
+    found = study_freshness("old", root=tmp_path)
+    assert found.state == "unknown" and "no records (runs.json)" in found.note

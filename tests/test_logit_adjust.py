@@ -1,8 +1,6 @@
 """Improve's knobs for the rare classes: post-hoc logit adjustment, the logit-adjusted loss,
 class-balanced sampling; each checked on a case whose answer is known."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -108,9 +106,7 @@ def test_the_logit_adjusted_loss_adds_the_offset_in_the_loss_only():
     torch.testing.assert_close(same_logits, logits)  # what the model computes: unchanged
     torch.testing.assert_close(with_offset, F.cross_entropy(logits + offset, y))
     torch.testing.assert_close(plain, F.cross_entropy(logits, y))
-    # balanced softmax on a perfect prior-only model: the loss of a uniform guess
-    uniform = F.cross_entropy(LOG_PRIOR.repeat(4, 1) - LOG_PRIOR, torch.arange(4))
-    assert uniform.item() == pytest.approx(math.log(NUM_CLASSES))
+    assert not torch.allclose(with_offset, plain)  # the offset moved the loss
 
 
 def test_class_balanced_sampling_draws_each_class_about_equally_and_shuffle_is_unchanged():

@@ -281,6 +281,16 @@ def test_kept_start_is_said_plainly_and_a_real_run_has_no_warning(tmp_path):
     page, _ = build_report(write_run(tmp_path / "b"))
     assert "The improved model is the starting model" not in page
     assert "Kept improve epoch 1 of 2" in page
+    # logit adjustment on the kept starting weights: the improved model is not the baseline
+    for root, kept in ((tmp_path / "c", True), (tmp_path / "d", False)):
+        write_run(root, source="real", kept_start=kept)
+        improve = json.loads((root / "metrics/improve.json").read_text())
+        improve["logit_adjustment"] = {"tau": 0.85}
+        (root / "metrics/improve.json").write_text(json.dumps(improve))
+        page, card = build_report(root)[0], model_card(root)
+        assert "equal for that reason" not in page and "equals `baseline`" not in card
+        assert "minus 0.85 x log prior" in page and "minus 0.85 x log prior" in card
+    assert "starting model with its logits adjusted" in build_report(tmp_path / "c")[0]
 
 
 def test_a_missing_or_stale_file_is_an_error_naming_it(tmp_path):

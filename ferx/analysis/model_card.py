@@ -124,12 +124,18 @@ def model_card(root: str | Path = ".") -> str:
         "about facial-expression recognition; rerun `dvc repro` with FER2013 in `data/raw/`.\n"
     )
     b, i = summary["baseline"], summary["improved"]
-    kept = (
-        "the improve stage kept its starting model (no retrained epoch beat it on PublicTest), "
-        "so `improved` equals `baseline`"
-        if improve.get("kept_start")
-        else f"improve kept epoch {improve['best_epoch']} of {improve['epochs_run']}"
-    )
+    tau = (improve.get("logit_adjustment") or {}).get("tau", 0)
+    adjusted = f", then its logits adjusted (minus {tau:g} x log prior, tau chosen on PublicTest)"
+    if improve.get("kept_start") and not tau:
+        kept = (
+            "the improve stage kept its starting model (no retrained epoch beat it on "
+            "PublicTest), so `improved` equals `baseline`"
+        )
+    elif improve.get("kept_start"):
+        kept = "the improve stage kept its starting model" + adjusted
+    else:
+        kept = f"improve kept epoch {improve['best_epoch']} of {improve['epochs_run']}"
+        kept += adjusted if tau else ""
     hows = {model: trained_how(run) for model, run in (("baseline", train), ("improved", improve))}
     if hows["baseline"] and hows["baseline"] == hows["improved"]:
         how = f"both {hows['baseline']}"

@@ -213,7 +213,15 @@ def _improve(src: RunFiles) -> str:
     start = len(src.read)
     improve = src.json(files.IMPROVE)
     compare = src.json(files.COMPARE)
-    if improve.get("kept_start"):
+    tau = (improve.get("logit_adjustment") or {}).get("tau", 0)
+    if improve.get("kept_start") and tau:
+        kept = (
+            "<p class='note'><b>The improved model is the starting model with its logits "
+            f"adjusted</b> (minus {tau:g} x log prior, tau chosen on PublicTest macro-F1): no "
+            f"improve epoch beat it on PublicTest {_e(improve['select_metric'].split()[-1])}"
+            f"{' (none ran)' if not improve.get('epochs_run') else ''}.</p>"
+        )
+    elif improve.get("kept_start"):
         kept = (
             "<p class='note'><b>The improved model is the starting model</b> (epoch 0): no "
             f"improve epoch beat it on PublicTest {_e(improve['select_metric'].split()[-1])}; "
@@ -222,7 +230,9 @@ def _improve(src: RunFiles) -> str:
     else:
         kept = (
             f"<p>Kept improve epoch {improve['best_epoch']} of {improve['epochs_run']}, the "
-            f"best {_e(improve['select_metric'])}.</p>"
+            f"best {_e(improve['select_metric'])}"
+            + (f", then its logits adjusted (minus {tau:g} x log prior)" if tau else "")
+            + ".</p>"
         )
     settings = (
         f"<p>Class weighting <b>{_e(improve['weighting'])}</b>, start "

@@ -38,6 +38,8 @@ def study_freshness(
 ) -> Freshness:
     """How the table of study `name` (ablation/<name>/) stands against today's workspace."""
     spec_path = specs / f"{name}.yaml"
+    if not (root / "ablation" / name / records.FILE).exists():
+        return Freshness("unknown", f"freshness unknown: no records ({records.FILE}) beside it")
     try:
         spec = load_spec(root / spec_path, root / params_path)
         runs = make_runs(
@@ -48,7 +50,7 @@ def study_freshness(
         kept = records.load(root / "ablation" / name / records.FILE)
         pipeline = identity.parse_pipeline((root / identity.PIPELINE).read_text())
         blobs = identity.workspace_blobs(root)
-        keys = [identity.fingerprint(blobs, pipeline, run.resolved, root) for run in runs]
+        keys = [identity.workspace_fingerprint(blobs, pipeline, r.resolved, root) for r in runs]
     except (UserError, ParamsError, OSError, ValueError, TypeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Freshness("unknown", f"freshness unknown: {first}")

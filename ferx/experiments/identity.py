@@ -37,7 +37,15 @@ from ferx.experiments.spec import get_dotted
 PIPELINE = "dvc.yaml"
 SUMMARY = "metrics/summary.json"
 PUBLIC_EVAL = "metrics/eval/baseline_public_test.json"  # holds which faces were right
-TABLE_READS = (SUMMARY, PUBLIC_EVAL)
+# what a table reads of a run: the summary, and each model's evaluations (per-face results on
+# PublicTest, per-class recall on both splits: ferx.experiments.records)
+TABLE_READS = (
+    SUMMARY,
+    PUBLIC_EVAL,
+    "metrics/eval/baseline_private_test.json",
+    "metrics/eval/improved_public_test.json",
+    "metrics/eval/improved_private_test.json",
+)
 _VAR = re.compile(r"\$\{\s*([A-Za-z0-9_.]+)\s*\}")
 
 
@@ -78,22 +86,38 @@ def _matrix_items(name: str, stage: dict[str, Any]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class _Instance:
-    """One stage, or one cell of a matrix stage, with its paths expanded."""
+    """One stage, or one cell of a matrix stage, with its paths expanded (as git names them;
+    ".." for a path outside the repository, refused only if a run's stages read it)."""
 
     stage: str
     deps: tuple[str, ...]
     outs: tuple[str, ...]
+    raw_deps: tuple[str, ...]  # as dvc.yaml spells them, for the error message
+
+
+def _plain(path: str, root: Path) -> str:
+    """`path` as git names it (relative, no `./`); ".." when it lies outside the repository,
+    spelt so or through a symbolic link."""
+    plain = posixpath.normpath(path)
+    top = root.resolve()
+    if posixpath.isabs(plain):
+        try:
+            plain = Path(plain).resolve().relative_to(top).as_posix()
+        except ValueError:
+            return ".."
+    if plain == ".." or plain.startswith("../"):
+        return ".."
+    try:  # a link inside the repository to data outside it: git holds only the link
+        (top / plain).resolve().relative_to(top)
+    except ValueError:
+        return ".."
+    return plain
 
 
 def _in_repository(path: str, stage: str, root: Path) -> str:
-    """`path` as git names it (relative, no `./`), or a one-line error if it is outside."""
-    plain = posixpath.normpath(path)
-    if posixpath.isabs(plain):
-        try:
-            plain = Path(plain).resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:
-            plain = ".."
-    if plain == ".." or plain.startswith("../"):
+    """`path` as git names it, or a one-line error if it is outside the repository."""
+    plain = _plain(path, root)
+    if plain == "..":
         raise UserError(
             f"stage {stage} reads {path}, outside the repository: a run's identity could not "
             "hold its bytes. Keep it under the repository (FER2013: in data/raw/, tracked with "
@@ -106,14 +130,14 @@ def _instances(pipeline: dict[str, Any], params: dict[str, Any], root: Path) -> 
     found = []
     for name, stage in (pipeline.get("stages") or {}).items():
         for item in _matrix_items(name, stage):
-            paths = [_expand(p, params, item) for p in _paths(stage.get("deps"))]
-            deps = tuple(_in_repository(p, name, root) for p in paths)
+            paths = tuple(_expand(p, params, item) for p in _paths(stage.get("deps")))
+            deps = tuple(_plain(p, root) for p in paths)
             outs = tuple(
-                _in_repository(_expand(p, params, item), name, root)
+                _plain(_expand(p, params, item), root)
                 for kind in ("outs", "metrics", "plots")
                 for p in _paths(stage.get(kind))
             )
-            found.append(_Instance(name, deps, outs))
+            found.append(_Instance(name, deps, outs, paths))
     return found
 
 
@@ -129,6 +153,7 @@ class Closure:
     stages: dict[str, Any]  # name -> the stage as dvc.yaml defines it
     params: dict[str, Any]  # dotted key -> value, of every param those stages declare
     inputs: dict[str, str]  # path -> the stage that reads it; no stage writes it
+    written: tuple[str, ...] = ()  # every stage's outputs (never counted as inputs)
 
 
 def closure(pipeline: dict[str, Any], params: dict[str, Any], root: Path = Path(".")) -> Closure:
@@ -142,21 +167,25 @@ def closure(pipeline: dict[str, Any], params: dict[str, Any], root: Path = Path(
             continue
         seen.add(path)
         writers = [i for i in instances if any(_overlap(out, path) for out in i.outs)]
-        if not writers and path in TABLE_READS:
+        if not writers and path in TABLE_READS[:2]:  # the other models' are optional
             raise UserError(f"{PIPELINE}: no stage writes {path}, which ferx-ablate's table reads")
         for writer in writers:
             if writer not in needed:
                 needed.append(writer)
-                wanted.extend(writer.deps)
-    every_out = [out for i in instances for out in i.outs]
-    inputs = {
-        dep: i.stage
-        for i in needed
-        for dep in i.deps
-        if not any(_overlap(out, dep) for out in every_out)
-    }
+                wanted.extend(d for d in writer.deps if d != "..")
+    every_out = [out for i in instances for out in i.outs if out != ".."]
+    inputs = {}
+    for i in needed:
+        for dep, raw in zip(i.deps, i.raw_deps, strict=True):
+            if dep == "..":
+                _in_repository(raw, i.stage, root)  # raises: one line naming stage and path
+            # written by a stage (the path or a folder above it): an output, not an input; a
+            # folder that only holds outputs stays an input (fingerprint skips those files)
+            if not any(dep == out or dep.startswith(f"{out}/") for out in every_out):
+                inputs[dep] = i.stage
     stages = {name: pipeline["stages"][name] for name in sorted({i.stage for i in needed})}
-    return Closure(stages, _declared_params(stages, params), dict(sorted(inputs.items())))
+    written = tuple(sorted(set(every_out)))
+    return Closure(stages, _declared_params(stages, params), dict(sorted(inputs.items())), written)
 
 
 def _declared_params(stages: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -177,10 +206,18 @@ def stage_inputs(pipeline: dict[str, Any], params: dict[str, Any]) -> list[str]:
     return list(closure(pipeline, params).inputs)
 
 
-def _counted(path: str, input_path: str) -> bool:
-    """Whether the file `path`, found at or under the input `input_path`, counts."""
-    if path == input_path or path == f"{input_path}.dvc":
+def _pointers_above(path: str) -> list[str]:
+    """The `.dvc` pointers that would track `path` or a folder above it (`dvc add`)."""
+    parts = path.split("/")
+    return ["/".join(parts[:n]) + ".dvc" for n in range(len(parts), 0, -1)]
+
+
+def _counted(path: str, input_path: str, written: tuple[str, ...] = ()) -> bool:
+    """Whether the file `path`, found at, above or under the input `input_path`, counts."""
+    if path == input_path or path in _pointers_above(input_path):
         return True
+    if any(path == out or path.startswith(f"{out}/") for out in written):
+        return False  # a stage's output inside an input folder
     return path.startswith(f"{input_path}/") and not is_note(posixpath.basename(path))
 
 
@@ -197,14 +234,16 @@ def fingerprint(
     run = closure(pipeline, params, root)
     lines = [json.dumps(run.stages, sort_keys=True), json.dumps(run.params, sort_keys=True)]
     for path, stage in run.inputs.items():
-        held = [p for p in blobs if p in (path, f"{path}.dvc") or p.startswith(f"{path}/")]
-        if not held:
+        above = _pointers_above(path)
+        held = [p for p in blobs if p == path or p in above or p.startswith(f"{path}/")]
+        holds_outputs = any(out.startswith(f"{path}/") for out in run.written)
+        if not held and not holds_outputs:  # a folder of outputs alone holds nothing of ours
             raise UserError(
                 f"stage {stage} reads {path}, which neither git nor DVC tracks: a run's identity "
                 f"could not hold it (`git add {path}`, or for data `dvc add {path}` and commit "
                 "the .dvc file; README: The data)"
             )
-        lines += sorted(f"{p} {blobs[p]}" for p in held if _counted(p, path))
+        lines += sorted(f"{p} {blobs[p]}" for p in held if _counted(p, path, run.written))
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
