@@ -297,6 +297,9 @@ def test_a_data_file_in_the_workspace_that_git_and_dvc_do_not_track_is_refused(t
         identity.workspace_fingerprint(blobs, pipeline, PARAMS, root)
     (root / "data/raw/fer2013.csv.dvc").write_text("outs:\n- md5: 0123\n  path: fer2013.csv\n")
     git(root, "add", "data/raw/fer2013.csv.dvc")  # as `dvc add` and the README say
+    # what a stage wrote into a folder another stage reads is an output, never stray data
+    (root / "metrics/eval").mkdir(parents=True)
+    (root / "metrics/eval/baseline_public_test.json").write_text("{}")
     tracked = identity.workspace_blobs(root)
     after = identity.workspace_fingerprint(tracked, pipeline, PARAMS, root)
     assert after != before
@@ -1173,7 +1176,7 @@ def test_a_study_of_improve_reports_the_improved_model_and_its_gain_over_its_own
     assert rows[1]["private_fear_recall_gain"]["mean"] == pytest.approx(0.0)
     text = markdown(spec, rows)
     assert "the improved model of each experiment" in text
-    assert "improve's gain, PublicTest macro-F1 (worst seed)" in text
+    assert "improve's gain, PublicTest macro-F1 (worst seed) [95% CI]" in text
     assert "| +2.50 (+2.00) | +1.25 | -0.50 | +2.50 / +0.00 |" in text
     # a study of the baseline shows no gain columns
     assert "improve's gain" not in markdown(dataclasses.replace(spec, model="baseline"), rows)

@@ -192,23 +192,25 @@ def public_labels(finished: list[Result], params_path: Path = DEFAULT_PARAMS_PAT
     of improve (runs.json keeps predictions, never the data); None when the split is not
     here or is not the one the runs classified (a face a run got right must carry the label
     it predicted)."""
+    import zipfile
+
     import numpy as np
 
     try:
         out_dir = read_params_file(params_path)["prepare"]["out_dir"]
         with np.load(Path(out_dir) / "public_test.npz", allow_pickle=False) as data:
             labels = data["y"].astype(np.int64)
-    except (OSError, KeyError, TypeError, ValueError, ParamsError):
+    except (OSError, KeyError, TypeError, ValueError, ParamsError, zipfile.BadZipFile):
         return None
     for result in finished:
         for model in records.MODELS:
             correct, predicted = (result.face_record(f, model) for f in ("correct", "predicted"))
             if correct is None or predicted is None:
                 continue
-            if len(predicted) != len(labels):
+            if not len(predicted) == len(correct) == len(labels):
                 return None
             right = correct_from_text(correct).astype(bool)
-            if (predicted_from_text(predicted)[right] != labels[right]).any():
+            if not np.array_equal(predicted_from_text(predicted) == labels, right):
                 return None
     return labels
 
@@ -266,6 +268,7 @@ class _Plan:
     out_root: Path
     shard: shards.Shard | None
     remote: str | None
+    params_path: Path = DEFAULT_PARAMS_PATH
 
 
 def _plan(
@@ -306,7 +309,7 @@ def _plan(
             "the same: same commit, spec and --seeds)"
         )
     mine = runs if shard is None else shards.shard_runs(runs, shard)
-    return _Plan(spec, runs, mine, kept_path, kept, out_root, shard, remote)
+    return _Plan(spec, runs, mine, kept_path, kept, out_root, shard, remote, params_path)
 
 
 def _collect(
@@ -420,7 +423,7 @@ def _publish(
     finished = results(runs, done, spec.model)
     if note := precision_note(finished):
         print(f"ablate: {note}", file=sys.stderr)
-    rows = table_records(runs, finished, public_labels(finished))
+    rows = table_records(runs, finished, public_labels(finished, plan.params_path))
     missing = [r.name for r in runs if r.name not in done]
     if not missing:
         print(write_outputs(spec, rows, plan.out_root / spec.name))

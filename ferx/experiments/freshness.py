@@ -18,6 +18,9 @@ from ferx.experiments import identity, records
 from ferx.experiments.spec import load_spec, make_runs, read_params_file
 from ferx.params import DEFAULT_PARAMS_PATH, ParamsError
 
+# what a damaged spec, table, record file or git answer raises: "unknown", never a traceback
+UNREADABLE = (UserError, ParamsError, OSError, ValueError, TypeError, KeyError, AttributeError)
+
 
 @dataclass(frozen=True)
 class Freshness:
@@ -51,7 +54,15 @@ def study_freshness(
         pipeline = identity.parse_pipeline((root / identity.PIPELINE).read_text())
         blobs = identity.workspace_blobs(root)
         keys = [identity.workspace_fingerprint(blobs, pipeline, r.resolved, root) for r in runs]
-    except (UserError, ParamsError, OSError, ValueError, TypeError) as exc:
+    except (
+        UserError,
+        ParamsError,
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+    ) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return Freshness("unknown", f"freshness unknown: {first}")
     standing = sum(records.find(kept, key) is not None for key in keys)

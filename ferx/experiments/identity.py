@@ -96,30 +96,37 @@ class _Instance:
 
 
 def _plain(path: str, root: Path) -> str:
-    """`path` as git names it (relative, no `./`); ".." when it lies outside the repository,
-    spelt so or through a symbolic link."""
+    """`path` as git names it (relative, no `./`); ".." when it is spelt outside the
+    repository (links are followed only for inputs: `_links_outside`)."""
     plain = posixpath.normpath(path)
-    top = root.resolve()
     if posixpath.isabs(plain):
         try:
-            plain = Path(plain).resolve().relative_to(top).as_posix()
+            plain = Path(plain).resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
             return ".."
     if plain == ".." or plain.startswith("../"):
         return ".."
-    try:  # a link inside the repository to data outside it: git holds only the link
-        (top / plain).resolve().relative_to(top)
-    except ValueError:
-        return ".."
     return plain
 
 
-def _in_repository(path: str, stage: str, root: Path) -> str:
+def _links_outside(path: str, root: Path) -> bool:
+    """Whether `path`, inside the repository by name, is a link (or under one) to a place
+    outside it: git would hold the link, not what the stage reads."""
+    top = root.resolve()
+    try:
+        (top / path).resolve().relative_to(top)
+    except ValueError:
+        return True
+    return False
+
+
+def _in_repository(path: str, stage: str, root: Path, shown: str | None = None) -> str:
     """`path` as git names it, or a one-line error if it is outside the repository."""
     plain = _plain(path, root)
     if plain == "..":
         raise UserError(
-            f"stage {stage} reads {path}, outside the repository: a run's identity could not "
+            f"stage {stage} reads {shown or path}, outside the repository: a run's identity "
+            "could not "
             "hold its bytes. Keep it under the repository (FER2013: in data/raw/, tracked with "
             "`dvc add`; README: The data)"
         )
@@ -236,6 +243,10 @@ def fingerprint(
     for path, stage in run.inputs.items():
         above = _pointers_above(path)
         held = [p for p in blobs if p == path or p in above or p.startswith(f"{path}/")]
+        # data DVC tracks may be linked in from its cache (cache.type: symlink); the pointer
+        # holds its hash. Anything else reached through a link is outside what git holds.
+        if not any(p in above for p in held) and _links_outside(path, root):
+            _in_repository("..", stage, root, shown=path)
         holds_outputs = any(out.startswith(f"{path}/") for out in run.written)
         if not held and not holds_outputs:  # a folder of outputs alone holds nothing of ours
             raise UserError(
@@ -268,7 +279,12 @@ def workspace_blobs(root: Path = Path(".")) -> dict[str, str]:
     return dict(zip(paths, ids.split(), strict=True))
 
 
-def untracked_data(blobs: dict[str, str], folders: list[str], root: Path = Path(".")) -> list[str]:
+def untracked_data(
+    blobs: dict[str, str],
+    folders: list[str],
+    root: Path = Path("."),
+    written: tuple[str, ...] = (),
+) -> list[str]:
     """Files in the workspace's input folders that a stage would read but that neither git
     nor DVC tracks (no blob, no `.dvc` pointer beside them or above them): a workspace run
     would use them, a queued one would not see them, and no fingerprint holds them."""
@@ -285,7 +301,10 @@ def untracked_data(blobs: dict[str, str], folders: list[str], root: Path = Path(
     return sorted(
         p
         for p in filter(None, listed.split("\0"))
-        if not is_note(posixpath.basename(p)) and not is_pointer(p) and not tracked(p)
+        if not is_note(posixpath.basename(p))
+        and not is_pointer(p)
+        and not tracked(p)
+        and not any(p == out or p.startswith(f"{out}/") for out in written)  # a stage's
     )
 
 
@@ -296,8 +315,8 @@ def workspace_fingerprint(
     root: Path = Path("."),
 ) -> str:
     """fingerprint() of the workspace, which also refuses untracked data in an input folder."""
-    inputs = closure(pipeline, params, root).inputs
-    if stray := untracked_data(blobs, list(inputs), root):
+    run = closure(pipeline, params, root)
+    if stray := untracked_data(blobs, list(run.inputs), root, run.written):
         raise UserError(
             f"{stray[0]}: a stage of the run reads it, but neither git nor DVC tracks it: a "
             "queued experiment would not see it and no run's identity could hold it "

@@ -125,6 +125,9 @@ def paired_gain_bootstrap(
         raise ValueError(
             f"not the same runs and faces: {ours.shape}, {theirs.shape}, {len(labels)}"
         )
+    for array in (ours, theirs, labels):
+        if array.min() < 0 or array.max() >= classes:
+            raise ValueError(f"classes must lie in 0..{classes - 1}")
     seeds, faces = ours.shape
     rng = np.random.default_rng(seed)
     every = np.arange(faces)[None, :]
