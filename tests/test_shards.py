@@ -16,7 +16,7 @@ import yaml
 from ferx.experiments import queue, shards
 from ferx.experiments.spec import SpecError, load_spec, make_runs, read_params_file
 from tests.conftest import PROJECT_ROOT, dvc, git
-from tests.test_ablate import TOY_PIPELINE, TOY_SPEC, TOY_STAGE
+from tests.test_ablate import SHOW_STAGE, TOY_PIPELINE, TOY_SPEC, TOY_STAGE
 
 # the toy stage, plus a cached output: what a model file is to the real pipeline
 STAGE = TOY_STAGE + (
@@ -144,6 +144,9 @@ def test_three_machines_make_the_single_machine_table(tmp_path):
     (seed / "data/raw/README").write_text("the FER2013 file goes here\n")
     shutil.copy(PROJECT_ROOT / "params.yaml", seed / "params.yaml")
     (seed / "toy.py").write_text(STAGE)
+    (seed / "show.py").write_text(SHOW_STAGE)  # the toy's stage that only shows results
+    (seed / "data/user_probes").mkdir()
+    (seed / "data/user_probes/README.md").write_text("your faces\n")
     (seed / "dvc.yaml").write_text(yaml.safe_dump(PIPELINE, sort_keys=False))
     (seed / "spec.yaml").write_text(TOY_SPEC)
     git(seed, "init", "-q", "-b", "main")
