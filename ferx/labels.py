@@ -13,7 +13,7 @@ SPLIT_TITLES: dict[str, str] = {name: usage for usage, name in SPLITS.items()}
 # the evaluated splits: metric prefix ("public/accuracy") -> split name
 EVAL_SPLITS: dict[str, str] = {"public": "public_test", "private": "private_test"}
 IMAGE_SIDE = 48
-# the probe folders prepare draws under prepare.probes_dir (prepare.probes.<name> lists the
+# the probe folders the probes stage draws under prepare.probes_dir (prepare.probes.<name> lists the
 # classes of each); the explain stage explains every one of them
 PROBE_SETS: tuple[str, ...] = ("test", "test2")
 # the networks train.model.arch names (built in ferx/models/); the first is the default

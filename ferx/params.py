@@ -228,7 +228,8 @@ class EvaluateParams(Section):
 
 
 class ExplainParams(Section):
-    # The probe faces prepare draws (prepare.probes_dir: test/, test2/) are always explained.
+    # The probe faces the probes stage draws (prepare.probes_dir: test/, test2/) are always
+    # explained.
     # This folder is yours: labelled images (happy.png, sad_2.jpg, ...), any path; the stage
     # depends on it (new images rerun it) and no stage writes it; skipped while it is empty.
     user_probes: str = Field("data/user_probes", min_length=1)
@@ -256,7 +257,7 @@ class Params(Section):
             if mine.is_relative_to(theirs) or theirs.is_relative_to(mine):
                 raise ValueError(
                     f"explain.user_probes: {self.explain.user_probes} overlaps prepare.{key} "
-                    f"({getattr(self.prepare, key)}), which prepare rewrites (your images "
+                    f"({getattr(self.prepare, key)}), which a stage rewrites (your images "
                     "would be deleted); keep your faces in a folder of their own"
                 )
         return self
@@ -265,7 +266,7 @@ class Params(Section):
 # keys that were replaced: the message says by what (`-S` from an old command still errs)
 REPLACED_KEYS = {
     "explain.probe_dirs": "explain.user_probes (one folder of your own images; the probe "
-    "faces prepare draws are always explained)",
+    "faces the probes stage draws are always explained)",
 }
 
 

@@ -74,6 +74,12 @@ def test_the_note_says_which_epoch_and_metric_chose_the_improved_model(metric, b
         "The improved model is the starting baseline (epoch 0): no improve epoch beat it on "
         f"PublicTest {METRIC_WORDS[metric]}; PrivateTest chose nothing."
     )
+    adjusted = {**kept, "logit_adjustment": {"tau": 0.65}}
+    assert selection_note(adjusted) == (
+        "The improved model is the starting baseline (epoch 0): no improve epoch beat it on "
+        f"PublicTest {METRIC_WORDS[metric]}, then its logits adjusted by minus 0.65 x log prior "
+        "(tau chosen on PublicTest macro-F1); PrivateTest chose nothing."
+    )
     # init: scratch has no starting weights to count (the metrics carry no kept_start)
     scratch = {"select_metric": f"public {metric}", "best_epoch": best_epoch}
     assert selection_note(scratch) == (

@@ -270,7 +270,8 @@ def _train_one_epoch(
     offset=None,
     draw=None,
 ):
-    """One pass over the shuffled, augmented training set. Returns the epoch's mean learning
+    """One epoch: the training set shuffled (or drawn class-balanced: `draw`) and augmented,
+    as many faces as it holds. Returns the epoch's mean learning
     rate, its objective (label-smoothed, class-weighted in improve: what is minimised), and
     plain cross-entropy and accuracy on the same batches, comparable with the evaluations."""
     # One generator per epoch, seeded from (seed, epoch): a resumed run draws the same

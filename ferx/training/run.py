@@ -147,7 +147,7 @@ def train_and_save(
             "trainable": trainable,
             "select": select_metric,
             "weights": None if class_weights is None else class_weights.tolist(),
-            # only when set, so that a run without them resumes its older checkpoints
+            # only when set: the checkpoint of a run without them keeps its fingerprint
             **({"offset": logit_offset.tolist()} if logit_offset is not None else {}),
             **({"sampling": sampling} if sampling != "shuffle" else {}),
         },
