@@ -465,3 +465,18 @@ def test_each_change_reruns_exactly_the_stages_that_read_it(tmp_path):
     # How, not what: runtime reruns nothing.
     _set_params(root, {"runtime": {"memory_format": "contiguous", "eval_batch_size": 7}})
     assert stages_run(dvc(root, "repro").stdout) == []
+
+
+def test_a_training_already_run_is_restored_from_the_run_cache_not_run_again(tmp_path):
+    # a study of improve runs one experiment per row, each with the same train stage: DVC
+    # must restore it (its run cache is off for a stage with any `cache: false` output)
+    root = make_dvc_project(tmp_path, {**TINY, "train": {"epochs": 1, "batch_size": 32}})
+    assert "train" in stages_run(dvc(root, "repro", "train").stdout)
+    first = (root / "models/baseline.pt").read_bytes()
+    _set_params(root, {"train": {"lr": 0.002}})
+    assert "train" in stages_run(dvc(root, "repro", "train").stdout)
+    _set_params(root, {"train": {"lr": 0.001}})  # back to the first run's params
+    out = dvc(root, "repro", "train").stdout
+    assert "train" not in stages_run(out) and "Stage 'train' is cached" in out
+    assert (root / "models/baseline.pt").read_bytes() == first
+    assert json.loads((root / "metrics/train.json").read_text())["epochs_run"] == 1
