@@ -148,6 +148,11 @@ def _instances(pipeline: dict[str, Any], params: dict[str, Any], root: Path) -> 
     return found
 
 
+def _within(path: str, folders: tuple[str, ...] | list[str]) -> bool:
+    """`path` is one of `folders` or lies under one."""
+    return any(path == f or path.startswith(f"{f}/") for f in folders)
+
+
 def _overlap(a: str, b: str) -> bool:
     """One path is the other or holds it (a folder output and a file read from it)."""
     return a == b or a.startswith(f"{b}/") or b.startswith(f"{a}/")
@@ -188,7 +193,7 @@ def closure(pipeline: dict[str, Any], params: dict[str, Any], root: Path = Path(
                 _in_repository(raw, i.stage, root)  # raises: one line naming stage and path
             # written by a stage (the path or a folder above it): an output, not an input; a
             # folder that only holds outputs stays an input (fingerprint skips those files)
-            if not any(dep == out or dep.startswith(f"{out}/") for out in every_out):
+            if not _within(dep, every_out):
                 inputs[dep] = i.stage
     stages = {name: pipeline["stages"][name] for name in sorted({i.stage for i in needed})}
     written = tuple(sorted(set(every_out)))
@@ -223,7 +228,7 @@ def _counted(path: str, input_path: str, written: tuple[str, ...] = ()) -> bool:
     """Whether the file `path`, found at, above or under the input `input_path`, counts."""
     if path == input_path or path in _pointers_above(input_path):
         return True
-    if any(path == out or path.startswith(f"{out}/") for out in written):
+    if _within(path, written):
         return False  # a stage's output inside an input folder
     return path.startswith(f"{input_path}/") and not is_note(posixpath.basename(path))
 
@@ -294,9 +299,7 @@ def untracked_data(
     listed = _git("-C", str(root), "ls-files", "-z", "-o", "--", *present)
 
     def tracked(path: str) -> bool:
-        parts = path.split("/")
-        above = ("/".join(parts[:n]) for n in range(len(parts), 0, -1))
-        return path in blobs or any(f"{p}.dvc" in blobs for p in above)
+        return path in blobs or any(p in blobs for p in _pointers_above(path))
 
     return sorted(
         p
@@ -304,7 +307,7 @@ def untracked_data(
         if not is_note(posixpath.basename(p))
         and not is_pointer(p)
         and not tracked(p)
-        and not any(p == out or p.startswith(f"{out}/") for out in written)  # a stage's
+        and not _within(p, written)  # a stage's output
     )
 
 
