@@ -10,7 +10,7 @@ _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _CODE = re.compile(r"`([^`]+)`")
 
 
-def _inline_markdown(text: str) -> str:
+def inline_markdown(text: str) -> str:
     return _CODE.sub(r"<code>\1</code>", _BOLD.sub(r"<b>\1</b>", html.escape(text)))
 
 
@@ -22,9 +22,9 @@ def markdown_to_html(text: str) -> str:
         if table:
             cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table]
             body = [r for r in cells[1:] if not all(set(c) <= set("-: ") for c in r)]
-            head = "".join(f"<th>{_inline_markdown(c)}</th>" for c in cells[0])
+            head = "".join(f"<th>{inline_markdown(c)}</th>" for c in cells[0])
             rows = "".join(
-                "<tr>" + "".join(f"<td>{_inline_markdown(c)}</td>" for c in r) + "</tr>"
+                "<tr>" + "".join(f"<td>{inline_markdown(c)}</td>" for c in r) + "</tr>"
                 for r in body
             )
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
@@ -36,6 +36,6 @@ def markdown_to_html(text: str) -> str:
             continue
         flush()
         if line.strip():
-            out.append(f"<p>{_inline_markdown(line)}</p>")
+            out.append(f"<p>{inline_markdown(line)}</p>")
     flush()
     return "".join(out)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ferx.analysis import run_files as files
-from ferx.analysis.markdown_html import markdown_to_html
+from ferx.analysis.markdown_html import inline_markdown, markdown_to_html
 from ferx.analysis.report_style import STYLE
 from ferx.analysis.run_files import ReportError, RunFiles
 from ferx.cpu import machine_label
@@ -325,7 +325,7 @@ def _ablations(src: RunFiles, freshness: dict[str, tuple[str, str]]) -> str:
         src._note(relative)
         state, note = freshness.get(name, ("unknown", "freshness unknown: not checked"))
         body += f"<h3><code>{_e(name)}</code></h3>"
-        body += f'<p class="freshness {_e(state)}">Table {_e(note)}.</p>'
+        body += f'<p class="freshness {_e(state)}">Table {inline_markdown(note)}.</p>'
         body += markdown_to_html(table.read_text())
         body += src.image(f"ablation/{name}/frontier.png", f"{name} frontier")
     return _section("ablations", "Ablations", body, src.since(start))
