@@ -243,7 +243,11 @@ def fingerprint(
     file of its inputs: the file, its `.dvc` pointer (the pointer's bytes hold the data's
     hash), or the files under a folder but its notes. An input with no tracked file at all is
     refused: its bytes would change the numbers and not the fingerprint."""
-    run = closure(pipeline, params, root)
+    return _hash(closure(pipeline, params, root), blobs, root)
+
+
+def _hash(run: Closure, blobs: dict[str, str], root: Path) -> str:
+    """fingerprint() of a closure already computed."""
     lines = [json.dumps(run.stages, sort_keys=True), json.dumps(run.params, sort_keys=True)]
     for path, stage in run.inputs.items():
         above = _pointers_above(path)
@@ -325,7 +329,7 @@ def workspace_fingerprint(
             "queued experiment would not see it and no run's identity could hold it "
             f"(`dvc add {stray[0]}` and commit the .dvc file; README: The data)"
         )
-    return fingerprint(blobs, pipeline, params, root)
+    return _hash(run, blobs, root)
 
 
 def parse_pipeline(text: str | None) -> dict[str, Any]:
