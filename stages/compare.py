@@ -1,6 +1,7 @@
 """dvc stage `compare`: baseline vs improved on PublicTest and PrivateTest, and the headline
 metrics file (`metrics/summary.json`) that `dvc exp show` lists."""
 
+from ferx import paths
 from ferx.analysis.compare import (
     compare,
     load_eval,
@@ -14,24 +15,22 @@ from ferx.atomic import write_atomic, write_json
 from ferx.cli import run_stage
 from ferx.params import Params
 
-RUNS = {"baseline": "train", "improved": "improve"}  # model -> the stage that trained it
-
 
 def main(params: Params) -> None:
     del params  # validated like every stage's; compare itself has no knobs
-    reports = load_reports("metrics/eval")
+    reports = load_reports()
     result = compare(reports)
-    write_json("metrics/compare.json", result)
-    write_json("plots/compare/recall.json", recall_records(result))
-    plot_recall(result, "plots/compare/recall.png")
+    write_json(paths.COMPARE, result)
+    write_json(paths.RECALL_RECORDS, recall_records(result))
+    plot_recall(result, paths.RECALL_FIGURE)
     runs = {
-        "baseline": load_eval("metrics/train.json"),
-        "improved": load_eval("metrics/improve.json"),
+        "baseline": load_eval(paths.TRAIN.metrics_path),
+        "improved": load_eval(paths.IMPROVE.metrics_path),
     }
     table = markdown_table(result, runs["improved"])
-    write_atomic("plots/compare/table.md", lambda tmp: tmp.write_text(table))
-    costs = load_eval("metrics/cost.json")
-    write_json("metrics/summary.json", summary(reports, runs, costs))
+    write_atomic(paths.COMPARE_TABLE, lambda tmp: tmp.write_text(table))
+    costs = load_eval(paths.COST)
+    write_json(paths.SUMMARY, summary(reports, runs, costs))
     print(table)
 
 

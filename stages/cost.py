@@ -1,27 +1,25 @@
 """dvc stage `cost`: FLOPs, parameters, size, latency and efficiency of both models."""
 
 import json
-from pathlib import Path
 
+from ferx import paths
 from ferx.analysis.cost import FLOP_NOTE, model_cost, plot_accuracy_vs_gflops
 from ferx.atomic import write_json
 from ferx.cli import run_stage
 from ferx.models.checkpoint import load_model
 from ferx.params import Params
 
-MODELS = ("baseline", "improved")
-
 
 def main(params: Params) -> None:
     costs, sources = {}, set()
-    for name in MODELS:
-        path = Path("models") / f"{name}.pt"
+    for name in paths.MODEL_NAMES:
+        path = paths.model_file(name)
         model, meta = load_model(path, params.train.model.arch)
         sources.add(meta.get("source", "unknown"))
-        report = json.loads((Path("metrics/eval") / f"{name}_private_test.json").read_text())
+        report = json.loads(paths.evaluation(name, "private_test").read_text())
         tta = {**report["tta"]} if "tta" in report else None
         costs[name] = model_cost(
-            model, path, report["accuracy"], params.cost.batch_size, tta, path.with_suffix(".onnx")
+            model, path, report["accuracy"], params.cost.batch_size, tta, paths.onnx_file(name)
         )
         c, ort = costs[name], costs[name]["onnxruntime"]
         print(
@@ -39,8 +37,8 @@ def main(params: Params) -> None:
             )
         print(f"cost {name}: operators fvcore does not count: {c['fvcore_unsupported_ops']}")
     source = sources.pop() if len(sources) == 1 else "mixed"  # the data both were trained on
-    write_json("metrics/cost.json", {"source": source, "note": FLOP_NOTE, **costs})
-    plot_accuracy_vs_gflops(costs, "plots/cost/accuracy_vs_gflops.png", source)
+    write_json(paths.COST, {"source": source, "note": FLOP_NOTE, **costs})
+    plot_accuracy_vs_gflops(costs, paths.COST_FIGURE, source)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from ferx import paths
 from ferx.analysis.evaluate import (
     confusion,
     correct_text,
@@ -23,7 +24,7 @@ from ferx.params import Params
 
 
 def main(params: Params, model_name: str, split: str) -> None:
-    model, _ = load_model(Path("models") / f"{model_name}.pt", params.train.model.arch)
+    model, _ = load_model(paths.model_file(model_name), params.train.model.arch)
     x, y = load_split(Path(params.prepare.out_dir) / f"{split}.npz")
     images, labels = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
     runtime = params.runtime
@@ -43,7 +44,7 @@ def main(params: Params, model_name: str, split: str) -> None:
             "tta_predicted": predicted_text(tta_logits),
         }
     write_json(
-        Path("metrics/eval") / f"{model_name}_{split}.json",
+        paths.evaluation(model_name, split),
         {
             "source": source,
             "model": model_name,
@@ -52,10 +53,9 @@ def main(params: Params, model_name: str, split: str) -> None:
             **faces,
         },
     )
-    out = Path("plots/eval") / f"{model_name}_{split}"
-    write_confusion_json(out / "confusion.json", labels, logits)
+    write_confusion_json(paths.confusion_records(model_name, split), labels, logits)
     title = f"{model_name} on {SPLIT_TITLES[split]} ({source} data)"
-    plot_confusion(confusion(labels, logits), out / "confusion.png", title)
+    plot_confusion(confusion(labels, logits), paths.confusion_figure(model_name, split), title)
     print(
         f"evaluate {model_name} {SPLIT_TITLES[split]}: accuracy {report['accuracy']:.4f}, "
         f"macro-F1 {report['macro_f1']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferx import paths
 from ferx.analysis.activations import activation_record, plot_activations, strongest_maps
 from ferx.analysis.explain import explain_batch, holds_images, load_probes, plot_grid, summarise
 from ferx.atomic import write_json
@@ -16,7 +17,7 @@ from ferx.params import Params
 
 
 def main(params: Params, model_name: str) -> None:
-    model, meta = load_model(Path("models") / f"{model_name}.pt", params.train.model.arch)
+    model, meta = load_model(paths.model_file(model_name), params.train.model.arch)
     source = meta.get("source", "unknown")  # the data the model was trained on
     folders = {name: Path(params.prepare.probes_dir) / name for name in PROBE_SETS}
     folders["user_probes"] = Path(params.explain.user_probes)
@@ -30,11 +31,11 @@ def main(params: Params, model_name: str) -> None:
         sets[name] = summarise(probes, result, model_name, folder)
         share = sets[name]["share_correct"]
         title = f"{model_name} on probes '{name}' ({source} data): {share:.0%} correct"
-        plot_grid(probes, result, Path("plots/explain") / model_name / f"{name}.png", title)
+        plot_grid(probes, result, paths.gradcam_figure(model_name, name), title)
         print(f"explain {model_name} {folder}: {share:.0%} of {len(probes)} correct")
         face = probes[0]
         blocks, predicted = strongest_maps(model, face.image)
-        figure = Path("plots/explain") / model_name / f"activations_{name}.png"
+        figure = paths.activations_figure(model_name, name)
         plot_activations(
             face.image,
             blocks,
@@ -45,7 +46,7 @@ def main(params: Params, model_name: str) -> None:
             "figure": str(figure)
         }
     write_json(
-        Path("metrics/explain") / f"{model_name}.json",
+        paths.explanation(model_name),
         {
             "source": source,
             "model": model_name,

@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from ferx import paths
 from ferx.atomic import write_json
 from ferx.cli import run_stage
 from ferx.data.splits import data_source, load_split
@@ -15,9 +16,9 @@ TOLERANCE = 1e-4
 
 
 def main(params: Params, model_name: str) -> None:
-    model, meta = load_model(Path("models") / f"{model_name}.pt", params.train.model.arch)
-    target = Path("models") / f"{model_name}.onnx"
-    report = Path("metrics/export") / f"{model_name}.json"
+    model, meta = load_model(paths.model_file(model_name), params.train.model.arch)
+    target = paths.onnx_file(model_name)
+    report = paths.export_report(model_name)
     report.unlink(missing_ok=True)  # written only for a file that passed the check below
     images, _ = load_split(Path(params.prepare.out_dir) / "private_test.npz")
     runtime = params.runtime

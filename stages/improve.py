@@ -6,13 +6,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ferx import paths
 from ferx.cli import run_stage
 from ferx.data.splits import load_split
 from ferx.labels import CLASS_NAMES, NUM_CLASSES
 from ferx.models.checkpoint import load_model
 from ferx.params import Params
 from ferx.training.class_weights import class_weights
-from ferx.training.improve_init import BASELINE_COPY, INIT_DIR
+from ferx.training.improve_init import BASELINE_COPY
 from ferx.training.logit_adjust import LogitAdjust
 from ferx.training.run import train_and_save
 
@@ -29,21 +30,17 @@ def main(params: Params) -> None:
     )
     init_model = None
     if improve.init == "baseline":
-        start = INIT_DIR / BASELINE_COPY
+        start = paths.IMPROVE_INIT / BASELINE_COPY
         if not start.exists():
             raise FileNotFoundError(
-                f"{start}: not found (the improve_init stage copies models/baseline.pt there; "
-                "run `dvc repro improve`)"
+                f"{start}: not found (the improve_init stage copies "
+                f"{paths.TRAIN.model_path} there; run `dvc repro improve`)"
             )
         init_model = load_model(start, params.train.model.arch)[0]
     train_and_save(
         params,
         name="improve",
-        model_path=Path("models/improved.pt"),
-        metrics_path=Path("metrics/improve.json"),
-        state_path=Path("checkpoints/improve/state.pt"),
-        live_dir=Path("dvclive/improve"),
-        plots_dir=Path("plots/improve"),
+        **vars(paths.IMPROVE),
         train_params=improve.train_params(params.train),
         class_weights=torch.tensor(weights, dtype=torch.float32),
         init_model=init_model,

@@ -3,6 +3,7 @@
 import time
 from pathlib import Path
 
+from ferx import paths
 from ferx.atomic import write_json
 from ferx.cli import run_stage
 from ferx.data.prepare import load_source, summarise, write_splits
@@ -18,7 +19,7 @@ def main(params: Params) -> None:
     # names the raw file: renaming it must not retrain anything)
     write_json(Path(params.prepare.out_dir) / SOURCE_FILE, {"source": source.kind})
     summary = summarise(table, source)
-    write_json("metrics/prepare.json", summary)
+    write_json(paths.PREPARE_SUMMARY, summary)
     counts = ", ".join(f"{k} {v['total']}" for k, v in summary["counts"].items())
     print(f"prepare: {source.kind} data, {counts} ({time.perf_counter() - start:.1f} s)")
 

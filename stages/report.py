@@ -1,10 +1,9 @@
 """dvc stage `report`: the run as one offline page (`report/index.html`) and a model card
 (`report/model_card.md`), both written from the run's own files (no torch)."""
 
-from pathlib import Path
-
+from ferx import paths
 from ferx.analysis.model_card import model_card
-from ferx.analysis.report import OUT_DIR, build_report
+from ferx.analysis.report import build_report
 from ferx.atomic import write_atomic
 from ferx.cli import run_stage
 from ferx.experiments.freshness import study_freshness
@@ -14,18 +13,18 @@ from ferx.params import Params
 def main(params: Params) -> None:
     del params  # validated like every stage's; the report has no knobs
     # whether each committed ablation table still describes today's code, data and params
-    studies = sorted(p.parent.name for p in Path("ablation").glob("*/table.md"))
+    studies = sorted(p.parent.name for p in paths.ABLATIONS.glob("*/table.md"))
     freshness = {}
     for name in studies:
         found = study_freshness(name)
         freshness[name] = (found.state, found.note)
-        print(f"report: ablation/{name}: {found.note}")
+        print(f"report: {paths.ABLATIONS / name}: {found.note}")
     page, read = build_report(".", freshness)
     card = model_card(".")
-    write_atomic(OUT_DIR / "index.html", lambda tmp: tmp.write_text(page))
-    write_atomic(OUT_DIR / "model_card.md", lambda tmp: tmp.write_text(card))
-    print(f"report: {OUT_DIR / 'index.html'} ({len(page) / 1e6:.1f} MB, from {len(read)} files)")
-    print(f"report: {OUT_DIR / 'model_card.md'}")
+    write_atomic(paths.REPORT_PAGE, lambda tmp: tmp.write_text(page))
+    write_atomic(paths.MODEL_CARD, lambda tmp: tmp.write_text(card))
+    print(f"report: {paths.REPORT_PAGE} ({len(page) / 1e6:.1f} MB, from {len(read)} files)")
+    print(f"report: {paths.MODEL_CARD}")
 
 
 if __name__ == "__main__":

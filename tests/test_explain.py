@@ -160,7 +160,7 @@ def test_explain_stage_writes_a_grid_and_json_per_probe_set(tmp_path):
         "train": {"epochs": 1, "batch_size": 32},
         "runtime": {"threads": 1},
     }
-    for stage in ("prepare", "train"):
+    for stage in ("prepare", "probes", "train"):
         assert run_stage(stage, tmp_path, params if stage == "prepare" else None).returncode == 0
     user = tmp_path / "data/user_probes"
     user.mkdir()

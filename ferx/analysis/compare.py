@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from ferx import paths
 from ferx.cpu import machine_label
 from ferx.labels import CLASS_NAMES, EVAL_SPLITS, SPLIT_TITLES
 
-MODELS = ("baseline", "improved")
+MODELS = paths.MODEL_NAMES
 # metric prefix -> (evaluate file suffix, title); PublicTest first: it is the one that chose
 SPLITS = {short: (name, SPLIT_TITLES[name]) for short, name in EVAL_SPLITS.items()}
 HEADLINE = (
@@ -29,10 +30,10 @@ def load_eval(path: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def load_reports(eval_dir: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """reports[split][model] from metrics/eval/<model>_<split>.json."""
+def load_reports(root: str | Path = ".") -> dict[str, dict[str, dict[str, Any]]]:
+    """reports[split][model] from the evaluate stage's files under `root`."""
     return {
-        short: {m: load_eval(Path(eval_dir) / f"{m}_{file}.json") for m in MODELS}
+        short: {m: load_eval(Path(root) / paths.evaluation(m, file)) for m in MODELS}
         for short, (file, _) in SPLITS.items()
     }
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ferx.analysis import run_files as files
+from ferx import paths as files
 from ferx.analysis.report import MODELS, trained_how
 from ferx.analysis.run_files import RunFiles
 from ferx.labels import CLASS_NAMES
@@ -111,8 +111,8 @@ def model_card(root: str | Path = ".") -> str:
     header = front_matter(root)
     run = RunFiles(Path(root))
     summary = run.json(files.SUMMARY)
-    train = run.json(files.TRAIN)
-    improve = run.json(files.IMPROVE)
+    train = run.json(files.TRAIN.metrics_path)
+    improve = run.json(files.IMPROVE.metrics_path)
     cost = run.json(files.COST)
     evals = {m: run.json(files.evaluation(m, "private_test")) for m in MODELS}
     source = summary["source"]

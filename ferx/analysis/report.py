@@ -12,18 +12,17 @@ import html
 from pathlib import Path
 from typing import Any
 
-from ferx.analysis import run_files as files
+from ferx import paths as files
 from ferx.analysis.markdown_html import inline_markdown, markdown_to_html
 from ferx.analysis.report_style import STYLE
 from ferx.analysis.run_files import ReportError, RunFiles
 from ferx.cpu import machine_label
 from ferx.labels import CLASS_NAMES, PROBE_SETS
 
-__all__ = ["OUT_DIR", "ReportError", "build_report", "markdown_to_html", "trained_how"]
+__all__ = ["ReportError", "build_report", "markdown_to_html", "trained_how"]
 
-MODELS = ("baseline", "improved")
+MODELS = files.MODEL_NAMES
 EVAL_SPLITS = (("public_test", "PublicTest"), ("private_test", "PrivateTest"))
-OUT_DIR = Path("report")
 
 
 def _e(value: Any) -> str:
@@ -58,7 +57,7 @@ def _section(anchor: str, title: str, body: str, files: list[str]) -> str:
 
 def _data(src: RunFiles) -> tuple[str, str]:
     start = len(src.read)
-    prep = src.json(files.PREPARE)
+    prep = src.json(files.PREPARE_SUMMARY)
     counts = prep["counts"]
     splits = [s for s in ("train", "public_test", "private_test") if s in counts]
     titles = {"train": "Training", "public_test": "PublicTest", "private_test": "PrivateTest"}
@@ -88,11 +87,11 @@ def trained_how(run: dict[str, Any]) -> str:
     return f"trained in {precision}" + (f" ({why})" if why else "") + f" on {where}"
 
 
-def _kept_row(src: RunFiles, live_dir: str, epoch: int) -> dict[str, float | None]:
+def _kept_row(src: RunFiles, run: files.TrainingOutputs, epoch: int) -> dict[str, float | None]:
     # the training split's accuracy and loss at the kept epoch, from DVCLive's per-epoch files
     out: dict[str, float | None] = {}
     for metric in ("accuracy", "loss"):
-        rows = src.tsv(f"{live_dir}/plots/metrics/train/{metric}.tsv")
+        rows = src.tsv(run.live_series("train", metric))
         value = next((float(r[metric]) for r in rows if int(r["step"]) == epoch), None)
         out[metric] = value
     return out
@@ -100,9 +99,9 @@ def _kept_row(src: RunFiles, live_dir: str, epoch: int) -> dict[str, float | Non
 
 def _training(src: RunFiles) -> str:
     start = len(src.read)
-    train = src.json(files.TRAIN)
+    train = src.json(files.TRAIN.metrics_path)
     epoch = int(train["best_epoch"])
-    kept = _kept_row(src, "dvclive/train", epoch)
+    kept = _kept_row(src, files.TRAIN, epoch)
     rows = [
         ["train (augmented)", _pct(kept["accuracy"]), _num(kept["loss"])],
         ["PublicTest", _pct(train["public"]["accuracy"]), _num(train["public"]["loss"])],
@@ -116,8 +115,8 @@ def _training(src: RunFiles) -> str:
         + ".</p>"
         + _table(["split (kept epoch)", "accuracy", "cross-entropy loss"], rows)
         + '<div class="row">'
-        + src.image("plots/train/loss.png", "loss per epoch")
-        + src.image("plots/train/accuracy.png", "accuracy per epoch")
+        + src.image(files.TRAIN.curve_figure("loss"), "loss per epoch")
+        + src.image(files.TRAIN.curve_figure("accuracy"), "accuracy per epoch")
         + "</div>"
     )
     return _section("training", "Training", body, src.since(start))
@@ -162,7 +161,7 @@ def _evaluation(src: RunFiles) -> str:
                 '<div class="row"><div>'
                 + _table(["class", "precision", "recall", "F1", "support"], rows)
                 + "</div>"
-                + src.image(f"plots/eval/{model}_{split}/confusion.png", "confusion matrix")
+                + src.image(files.confusion_figure(model, split), "confusion matrix")
                 + "</div>"
             )
     return _section("evaluation", "Evaluation", body, src.since(start))
@@ -198,7 +197,7 @@ def _explanations(src: RunFiles) -> str:
                 '<div class="row"><div>'
                 + _table(["file", "true", "predicted", "p", "right"], rows, raw=True)
                 + "</div>"
-                + src.image(f"plots/explain/{model}/{name}.png", f"Grad-CAM {name}")
+                + src.image(files.gradcam_figure(model, name), f"Grad-CAM {name}")
                 + "</div>"
             )
             activation = (record.get("activations") or {}).get(name)
@@ -211,7 +210,7 @@ def _explanations(src: RunFiles) -> str:
 
 def _improve(src: RunFiles) -> str:
     start = len(src.read)
-    improve = src.json(files.IMPROVE)
+    improve = src.json(files.IMPROVE.metrics_path)
     compare = src.json(files.COMPARE)
     tau = (improve.get("logit_adjustment") or {}).get("tau", 0)
     if improve.get("kept_start") and tau:
@@ -259,8 +258,8 @@ def _improve(src: RunFiles) -> str:
         + settings
         + _table(header, rows)
         + '<div class="row">'
-        + src.image("plots/compare/recall.png", "recall per class before and after")
-        + src.image("plots/improve/accuracy.png", "improve accuracy per epoch")
+        + src.image(files.RECALL_FIGURE, "recall per class before and after")
+        + src.image(files.IMPROVE.curve_figure("accuracy"), "improve accuracy per epoch")
         + "</div>"
     )
     return _section("improve", "Improve: class-reweighted retraining", body, src.since(start))
@@ -305,7 +304,7 @@ def _cost(src: RunFiles) -> str:
         + "<p>Efficiency = PrivateTest accuracy % / GFLOPs:</p><ul>"
         + "".join(f"<li>{a}</li>" for a in arithmetic)
         + "</ul>"
-        + src.image("plots/cost/accuracy_vs_gflops.png", "accuracy against GFLOPs")
+        + src.image(files.COST_FIGURE, "accuracy against GFLOPs")
     )
     return _section("cost", "Cost and efficiency", body, src.since(start))
 
@@ -321,13 +320,13 @@ def _ablations(src: RunFiles, freshness: dict[str, tuple[str, str]]) -> str:
     body = ""
     for table in tables:
         name = table.parent.name
-        relative = f"ablation/{name}/table.md"
+        relative = files.ablation_table(name)
         src._note(relative)
         state, note = freshness.get(name, ("unknown", "freshness unknown: not checked"))
         body += f"<h3><code>{_e(name)}</code></h3>"
         body += f'<p class="freshness {_e(state)}">Table {inline_markdown(note)}.</p>'
         body += markdown_to_html(table.read_text())
-        body += src.image(f"ablation/{name}/frontier.png", f"{name} frontier")
+        body += src.image(files.ablation_frontier(name), f"{name} frontier")
     return _section("ablations", "Ablations", body, src.since(start))
 
 
@@ -353,7 +352,7 @@ def build_report(
     summary = src.json(files.SUMMARY)
     if summary.get("source") != source:
         raise ReportError(
-            f"metrics/summary.json says source {summary.get('source')!r}, metrics/prepare.json "
+            f"{files.SUMMARY} says source {summary.get('source')!r}, {files.PREPARE_SUMMARY} "
             f"{source!r}: a stale file (run `dvc repro`)"
         )
     if source == "real":

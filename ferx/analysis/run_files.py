@@ -1,6 +1,6 @@
-"""The files of a finished run that the report and the model card read, by one name each,
-and the reader that remembers which it read (each section names its sources). Reads JSON,
-TSV and PNG only: no torch."""
+"""The reader of a finished run's files (their names: ferx.paths) for the report and the
+model card, which remembers which it read (each section names its sources). Reads JSON, TSV
+and PNG only: no torch."""
 
 from __future__ import annotations
 
@@ -12,23 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from ferx.errors import UserError
-
-# what the stages wrote (dvc.yaml's outs): one name for each, here
-PREPARE = "metrics/prepare.json"
-TRAIN = "metrics/train.json"
-IMPROVE = "metrics/improve.json"
-COMPARE = "metrics/compare.json"
-SUMMARY = "metrics/summary.json"
-COST = "metrics/cost.json"
-ABLATIONS = "ablation"
-
-
-def evaluation(model: str, split: str) -> str:
-    return f"metrics/eval/{model}_{split}.json"
-
-
-def explanation(model: str) -> str:
-    return f"metrics/explain/{model}.json"
 
 
 class ReportError(UserError):
@@ -42,13 +25,13 @@ class RunFiles:
         self.root = root
         self.read: list[str] = []
 
-    def path(self, name: str) -> Path:
+    def path(self, name: str | Path) -> Path:
         return self.root / name
 
-    def exists(self, name: str) -> bool:
+    def exists(self, name: str | Path) -> bool:
         return self.path(name).is_file()
 
-    def json(self, name: str) -> dict[str, Any]:
+    def json(self, name: str | Path) -> dict[str, Any]:
         try:
             data = json.loads(self.path(name).read_text())
         except FileNotFoundError:
@@ -58,7 +41,7 @@ class RunFiles:
         self._note(name)
         return data
 
-    def tsv(self, name: str) -> list[dict[str, str]]:
+    def tsv(self, name: str | Path) -> list[dict[str, str]]:
         try:
             with self.path(name).open(newline="") as f:
                 rows = list(csv.DictReader(f, delimiter="\t"))
@@ -67,19 +50,20 @@ class RunFiles:
         self._note(name)
         return rows
 
-    def image(self, name: str, alt: str) -> str:
+    def image(self, name: str | Path, alt: str) -> str:
         """An <img> with the PNG inline; a visible note if the file is missing."""
         path = self.path(name)
         if not path.is_file():
-            return f'<p class="missing">missing figure: <code>{html.escape(name)}</code></p>'
+            return f'<p class="missing">missing figure: <code>{html.escape(str(name))}</code></p>'
         self._note(name)
         data = base64.b64encode(path.read_bytes()).decode()
         return (
             f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(str(alt))}">'
-            f"<figcaption><code>{html.escape(name)}</code></figcaption></figure>"
+            f"<figcaption><code>{html.escape(str(name))}</code></figcaption></figure>"
         )
 
-    def _note(self, name: str) -> None:
+    def _note(self, name: str | Path) -> None:
+        name = Path(name).as_posix()
         if name not in self.read:
             self.read.append(name)
 

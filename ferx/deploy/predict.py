@@ -27,8 +27,9 @@ from ferx.data.faces import IMAGE_SUFFIXES, crop_with_margin, find_faces, to_fac
 from ferx.deploy.outputs import clashing_output, gradcam_targets, write_gradcam
 from ferx.errors import UserError
 from ferx.labels import CLASS_NAMES, IMAGE_SIDE
+from ferx.paths import model_file
 
-DEFAULT_MODELS = (Path("models/improved.pt"), Path("models/baseline.pt"))
+DEFAULT_MODELS = (model_file("improved"), model_file("baseline"))
 MARGIN_RANGE = (0.0, 1.0)  # share of the face box added on each side; below -0.5 nothing is left
 
 
@@ -189,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model",
         type=Path,
-        help="a .pt model file or its .onnx export; default: models/improved.pt, else "
-        "models/baseline.pt",
+        help="a .pt model file or its .onnx export; default: "
+        + ", else ".join(str(path) for path in DEFAULT_MODELS),
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ferx import paths
 from ferx.atomic import write_atomic, write_json
 from ferx.errors import UserError
 from ferx.experiments import identity, queue, records, shards
@@ -51,7 +52,7 @@ from ferx.experiments.table import (
 from ferx.params import DEFAULT_PARAMS_PATH, ParamsError
 
 PUBLIC_EVAL = identity.PUBLIC_EVAL  # holds which faces were right
-assert f"metrics/eval/{MODEL}_public_test.json" == PUBLIC_EVAL  # the model the table reads
+assert paths.evaluation(MODEL, "public_test").as_posix() == PUBLIC_EVAL  # the model it reads
 
 
 def cores() -> int:
@@ -94,7 +95,7 @@ EVAL_SPLITS = ("public_test", "private_test")
 
 
 def _evaluation(rev: str, model: str, split: str) -> dict[str, Any]:
-    text = queue.read_at(rev, f"metrics/eval/{model}_{split}.json")
+    text = queue.read_at(rev, paths.evaluation(model, split).as_posix())
     found = json.loads(text) if text else {}
     return found if isinstance(found, dict) else {}
 
@@ -449,7 +450,7 @@ def run(
     jobs: int,
     collect_only: bool,
     seeds: tuple[int, ...] = (),
-    out_root: Path = Path("ablation"),
+    out_root: Path = paths.ABLATIONS,
     params_path: Path = DEFAULT_PARAMS_PATH,
     shard: shards.Shard | None = None,
     remote: str | None = None,

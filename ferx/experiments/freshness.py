@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ferx import paths
 from ferx.errors import UserError
 from ferx.experiments import identity, records
 from ferx.experiments.spec import load_spec, make_runs, read_params_file
@@ -41,16 +42,16 @@ def study_freshness(
 ) -> Freshness:
     """How the table of study `name` (ablation/<name>/) stands against today's workspace."""
     spec_path = specs / f"{name}.yaml"
-    if not (root / "ablation" / name / records.FILE).exists():
+    if not (root / paths.ABLATIONS / name / records.FILE).exists():
         return Freshness("unknown", f"freshness unknown: no records ({records.FILE}) beside it")
     try:
         spec = load_spec(root / spec_path, root / params_path)
         runs = make_runs(
             spec,
             read_params_file(root / params_path),
-            _seeds(root / "ablation" / name / "table.json"),
+            _seeds(root / paths.ABLATIONS / name / "table.json"),
         )
-        kept = records.load(root / "ablation" / name / records.FILE)
+        kept = records.load(root / paths.ABLATIONS / name / records.FILE)
         pipeline = identity.parse_pipeline((root / identity.PIPELINE).read_text())
         blobs = identity.workspace_blobs(root)
         keys = [identity.workspace_fingerprint(blobs, pipeline, r.resolved, root) for r in runs]

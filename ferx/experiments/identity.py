@@ -30,21 +30,23 @@ from typing import Any
 
 import yaml
 
+from ferx import paths
 from ferx.data.notes import is_note, is_pointer
 from ferx.errors import UserError
 from ferx.experiments.spec import get_dotted
 
 PIPELINE = "dvc.yaml"
-SUMMARY = "metrics/summary.json"
-PUBLIC_EVAL = "metrics/eval/baseline_public_test.json"  # holds which faces were right
+SUMMARY = paths.SUMMARY.as_posix()
+PUBLIC_EVAL = paths.evaluation("baseline", "public_test").as_posix()  # which faces were right
 # what a table reads of a run: the summary, and each model's evaluations (per-face results on
-# PublicTest, per-class recall on both splits: ferx.experiments.records)
+# PublicTest, per-class recall on both splits: ferx.experiments.records); the first two are
+# required of every run
 TABLE_READS = (
     SUMMARY,
     PUBLIC_EVAL,
-    "metrics/eval/baseline_private_test.json",
-    "metrics/eval/improved_public_test.json",
-    "metrics/eval/improved_private_test.json",
+    paths.evaluation("baseline", "private_test").as_posix(),
+    paths.evaluation("improved", "public_test").as_posix(),
+    paths.evaluation("improved", "private_test").as_posix(),
 )
 _VAR = re.compile(r"\$\{\s*([A-Za-z0-9_.]+)\s*\}")
 
@@ -137,14 +139,14 @@ def _instances(pipeline: dict[str, Any], params: dict[str, Any], root: Path) -> 
     found = []
     for name, stage in (pipeline.get("stages") or {}).items():
         for item in _matrix_items(name, stage):
-            paths = tuple(_expand(p, params, item) for p in _paths(stage.get("deps")))
-            deps = tuple(_plain(p, root) for p in paths)
+            spelled = tuple(_expand(p, params, item) for p in _paths(stage.get("deps")))
+            deps = tuple(_plain(p, root) for p in spelled)
             outs = tuple(
                 _plain(_expand(p, params, item), root)
                 for kind in ("outs", "metrics", "plots")
                 for p in _paths(stage.get(kind))
             )
-            found.append(_Instance(name, deps, outs, paths))
+            found.append(_Instance(name, deps, outs, spelled))
     return found
 
 
@@ -281,11 +283,11 @@ def workspace_blobs(root: Path = Path(".")) -> dict[str, str]:
     """path -> blob id of the files a queued experiment takes from the workspace: those git
     tracks, as they are now (DVC's queue stashes tracked changes, not untracked files)."""
     listed = _git("-C", str(root), "ls-files", "-z", "-c")
-    paths = sorted({p for p in listed.split("\0") if p and (root / p).is_file()})
-    if not paths:
+    names = sorted({p for p in listed.split("\0") if p and (root / p).is_file()})
+    if not names:
         return {}
-    ids = _git("-C", str(root), "hash-object", "--stdin-paths", stdin="\n".join(paths))
-    return dict(zip(paths, ids.split(), strict=True))
+    ids = _git("-C", str(root), "hash-object", "--stdin-paths", stdin="\n".join(names))
+    return dict(zip(names, ids.split(), strict=True))
 
 
 def untracked_data(

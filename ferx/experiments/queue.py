@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from ferx import paths
 from ferx.errors import UserError
 from ferx.experiments.spec import Run
 
@@ -96,7 +97,7 @@ def parse_show(shown: list[dict[str, Any]]) -> list[Experiment]:
                 if not entry.get("name") or not isinstance(data, dict):
                     continue
                 params = (data.get("params") or {}).get("params.yaml", {}).get("data") or {}
-                metrics = (data.get("metrics") or {}).get("metrics/summary.json", {}).get("data")
+                metrics = (data.get("metrics") or {}).get(paths.SUMMARY.as_posix(), {}).get("data")
                 found.append(
                     Experiment(
                         entry["name"],

@@ -11,10 +11,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ferx import paths
 from ferx.atomic import atomic_dir
 
-BASELINE = Path("models/baseline.pt")
-INIT_DIR = Path("models/improve_init")
+BASELINE = paths.TRAIN.model_path
+INIT_DIR = paths.IMPROVE_INIT
 BASELINE_COPY = "baseline.pt"  # improve.init: baseline
 SCRATCH_NOTE = "scratch.txt"  # improve.init: scratch
 
