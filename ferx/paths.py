@@ -110,12 +110,18 @@ def activations_figure(model: str, probe_set: str) -> Path:
     return explain_plots(model) / f"activations_{probe_set}.png"
 
 
+# what ferx-ablate writes in a study's folder (ablation/<study>/, or its --out)
+ABLATION_TABLE = "table.md"
+ABLATION_ROWS = "table.json"
+ABLATION_FRONTIER = "frontier.png"
+
+
 def ablation_table(study: str) -> Path:
-    return ABLATIONS / study / "table.md"
+    return ABLATIONS / study / ABLATION_TABLE
 
 
 def ablation_frontier(study: str) -> Path:
-    return ABLATIONS / study / "frontier.png"
+    return ABLATIONS / study / ABLATION_FRONTIER
 
 
 TRAIN = _training("train", "baseline")  # the baseline

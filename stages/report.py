@@ -13,7 +13,7 @@ from ferx.params import Params
 def main(params: Params) -> None:
     del params  # validated like every stage's; the report has no knobs
     # whether each committed ablation table still describes today's code, data and params
-    studies = sorted(p.parent.name for p in paths.ABLATIONS.glob("*/table.md"))
+    studies = sorted(p.parent.name for p in paths.ABLATIONS.glob(f"*/{paths.ABLATION_TABLE}"))
     freshness = {}
     for name in studies:
         found = study_freshness(name)

@@ -115,20 +115,25 @@ def _spelled_output_paths(source: Path) -> list[tuple[int, str]]:
                 continue
             if text.split("/")[0] in OUTPUT_ROOTS and "/" in text:
                 found.append((node.lineno, text))
-        elif (
-            isinstance(node, ast.Call)
-            and getattr(node.func, "id", None) == "Path"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and node.args[0].value in OUTPUT_ROOTS
-        ):
-            found.append((node.lineno, node.args[0].value))
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Path":
+            found += [
+                (node.lineno, arg.value)
+                for arg in node.args
+                if isinstance(arg, ast.Constant) and arg.value in OUTPUT_ROOTS
+            ]
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            found += [  # root / "metrics" / name
+                (node.lineno, side.value)
+                for side in (node.left, node.right)
+                if isinstance(side, ast.Constant) and side.value in OUTPUT_ROOTS
+            ]
     return found
 
 
 def test_no_stage_or_library_module_spells_an_output_path_itself():
     sources = sorted((PROJECT_ROOT / "stages").glob("*.py"))
     sources += sorted((PROJECT_ROOT / "ferx").rglob("*.py"))
+    assert len(sources) > 50 and PROJECT_ROOT / "stages/train.py" in sources
     spelled = {
         str(source.relative_to(PROJECT_ROOT)): hits
         for source in sources
@@ -143,5 +148,7 @@ def test_the_check_finds_a_spelled_path(tmp_path):
         '"""writes metrics/x.json"""\n'
         'from pathlib import Path\nA = Path("models") / "b.pt"\nB = f"plots/eval/{A}"\n'
         'C = "metrics"  # a key, not a path\n'
+        'D = Path(".") / "ablation" / "x"\nE = Path(C, "report")\n'
     )
-    assert _spelled_output_paths(source) == [(3, "models"), (4, "plots/eval/")]
+    found = sorted(_spelled_output_paths(source))
+    assert found == [(3, "models"), (4, "plots/eval/"), (6, "ablation"), (7, "report")]

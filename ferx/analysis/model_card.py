@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ferx import paths as files
+from ferx import paths
 from ferx.analysis.report import MODELS, trained_how
 from ferx.analysis.run_files import RunFiles
 from ferx.labels import CLASS_NAMES
@@ -33,8 +33,8 @@ def _dataset(source: str) -> dict[str, str]:
 def front_matter(root: str | Path = ".") -> dict[str, Any]:
     """The card's YAML header as data (numbers straight from metrics/summary.json)."""
     run = RunFiles(Path(root))
-    summary = run.json(files.SUMMARY)
-    cost = run.json(files.COST)
+    summary = run.json(paths.SUMMARY)
+    cost = run.json(paths.COST)
     # fresh dicts per entry: shared ones would come out as YAML anchors (&id001), which some
     # model-card readers do not resolve
     task = lambda: {"type": "image-classification", "name": "Facial expression recognition"}  # noqa: E731
@@ -110,11 +110,11 @@ def model_card(root: str | Path = ".") -> str:
     root = Path(root)
     header = front_matter(root)
     run = RunFiles(Path(root))
-    summary = run.json(files.SUMMARY)
-    train = run.json(files.TRAIN.metrics_path)
-    improve = run.json(files.IMPROVE.metrics_path)
-    cost = run.json(files.COST)
-    evals = {m: run.json(files.evaluation(m, "private_test")) for m in MODELS}
+    summary = run.json(paths.SUMMARY)
+    train = run.json(paths.TRAIN.metrics_path)
+    improve = run.json(paths.IMPROVE.metrics_path)
+    cost = run.json(paths.COST)
+    evals = {m: run.json(paths.evaluation(m, "private_test")) for m in MODELS}
     source = summary["source"]
     arch = cost[MODELS[0]]["arch"]
     warning = (

@@ -1,4 +1,4 @@
-"""The run as one page to hand in: `report/index.html`, written from the run's own files.
+"""The run as one page to hand in: `report/index.html`, written from the run's own paths.
 
 Every section names the files its numbers and figures come from; figures are embedded (PNG as
 data URIs), so the page is one file that opens offline. Reads JSON, TSV, Markdown and PNG only:
@@ -12,7 +12,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from ferx import paths as files
+from ferx import paths
 from ferx.analysis.markdown_html import inline_markdown, markdown_to_html
 from ferx.analysis.report_style import STYLE
 from ferx.analysis.run_files import ReportError, RunFiles
@@ -21,7 +21,7 @@ from ferx.labels import CLASS_NAMES, PROBE_SETS
 
 __all__ = ["ReportError", "build_report", "markdown_to_html", "trained_how"]
 
-MODELS = files.MODEL_NAMES
+MODELS = paths.MODEL_NAMES
 EVAL_SPLITS = (("public_test", "PublicTest"), ("private_test", "PrivateTest"))
 
 
@@ -44,8 +44,8 @@ def _table(header: list[str], rows: list[list[Any]], raw: bool = False) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _section(anchor: str, title: str, body: str, files: list[str]) -> str:
-    named = ", ".join(f"<code>{_e(f)}</code>" for f in files) or "none"
+def _section(anchor: str, title: str, body: str, sources: list[str]) -> str:
+    named = ", ".join(f"<code>{_e(f)}</code>" for f in sources) or "none"
     return (
         f'<section id="{anchor}"><h2>{_e(title)}</h2>{body}'
         f'<p class="sources">From: {named}</p></section>'
@@ -57,7 +57,7 @@ def _section(anchor: str, title: str, body: str, files: list[str]) -> str:
 
 def _data(src: RunFiles) -> tuple[str, str]:
     start = len(src.read)
-    prep = src.json(files.PREPARE_SUMMARY)
+    prep = src.json(paths.PREPARE_SUMMARY)
     counts = prep["counts"]
     splits = [s for s in ("train", "public_test", "private_test") if s in counts]
     titles = {"train": "Training", "public_test": "PublicTest", "private_test": "PrivateTest"}
@@ -87,7 +87,7 @@ def trained_how(run: dict[str, Any]) -> str:
     return f"trained in {precision}" + (f" ({why})" if why else "") + f" on {where}"
 
 
-def _kept_row(src: RunFiles, run: files.TrainingOutputs, epoch: int) -> dict[str, float | None]:
+def _kept_row(src: RunFiles, run: paths.TrainingOutputs, epoch: int) -> dict[str, float | None]:
     # the training split's accuracy and loss at the kept epoch, from DVCLive's per-epoch files
     out: dict[str, float | None] = {}
     for metric in ("accuracy", "loss"):
@@ -99,9 +99,9 @@ def _kept_row(src: RunFiles, run: files.TrainingOutputs, epoch: int) -> dict[str
 
 def _training(src: RunFiles) -> str:
     start = len(src.read)
-    train = src.json(files.TRAIN.metrics_path)
+    train = src.json(paths.TRAIN.metrics_path)
     epoch = int(train["best_epoch"])
-    kept = _kept_row(src, files.TRAIN, epoch)
+    kept = _kept_row(src, paths.TRAIN, epoch)
     rows = [
         ["train (augmented)", _pct(kept["accuracy"]), _num(kept["loss"])],
         ["PublicTest", _pct(train["public"]["accuracy"]), _num(train["public"]["loss"])],
@@ -115,8 +115,8 @@ def _training(src: RunFiles) -> str:
         + ".</p>"
         + _table(["split (kept epoch)", "accuracy", "cross-entropy loss"], rows)
         + '<div class="row">'
-        + src.image(files.TRAIN.curve_figure("loss"), "loss per epoch")
-        + src.image(files.TRAIN.curve_figure("accuracy"), "accuracy per epoch")
+        + src.image(paths.TRAIN.curve_figure("loss"), "loss per epoch")
+        + src.image(paths.TRAIN.curve_figure("accuracy"), "accuracy per epoch")
         + "</div>"
     )
     return _section("training", "Training", body, src.since(start))
@@ -124,7 +124,7 @@ def _training(src: RunFiles) -> str:
 
 def _evaluation(src: RunFiles) -> str:
     start = len(src.read)
-    evals = {(m, s): src.json(files.evaluation(m, s)) for m in MODELS for (s, _) in EVAL_SPLITS}
+    evals = {(m, s): src.json(paths.evaluation(m, s)) for m in MODELS for (s, _) in EVAL_SPLITS}
     summary_rows = []
     for (model, split), e in evals.items():
         tta = e.get("tta") or {}
@@ -161,7 +161,7 @@ def _evaluation(src: RunFiles) -> str:
                 '<div class="row"><div>'
                 + _table(["class", "precision", "recall", "F1", "support"], rows)
                 + "</div>"
-                + src.image(files.confusion_figure(model, split), "confusion matrix")
+                + src.image(paths.confusion_figure(model, split), "confusion matrix")
                 + "</div>"
             )
     return _section("evaluation", "Evaluation", body, src.since(start))
@@ -176,7 +176,7 @@ def _explanations(src: RunFiles) -> str:
         "face.</p>"
     )
     for model in MODELS:
-        record = src.json(files.explanation(model))
+        record = src.json(paths.explanation(model))
         for name, probe_set in record["sets"].items():
             rows = [
                 [
@@ -197,7 +197,7 @@ def _explanations(src: RunFiles) -> str:
                 '<div class="row"><div>'
                 + _table(["file", "true", "predicted", "p", "right"], rows, raw=True)
                 + "</div>"
-                + src.image(files.gradcam_figure(model, name), f"Grad-CAM {name}")
+                + src.image(paths.gradcam_figure(model, name), f"Grad-CAM {name}")
                 + "</div>"
             )
             activation = (record.get("activations") or {}).get(name)
@@ -210,8 +210,8 @@ def _explanations(src: RunFiles) -> str:
 
 def _improve(src: RunFiles) -> str:
     start = len(src.read)
-    improve = src.json(files.IMPROVE.metrics_path)
-    compare = src.json(files.COMPARE)
+    improve = src.json(paths.IMPROVE.metrics_path)
+    compare = src.json(paths.COMPARE)
     tau = (improve.get("logit_adjustment") or {}).get("tau", 0)
     if improve.get("kept_start") and tau:
         kept = (
@@ -258,8 +258,8 @@ def _improve(src: RunFiles) -> str:
         + settings
         + _table(header, rows)
         + '<div class="row">'
-        + src.image(files.RECALL_FIGURE, "recall per class before and after")
-        + src.image(files.IMPROVE.curve_figure("accuracy"), "improve accuracy per epoch")
+        + src.image(paths.RECALL_FIGURE, "recall per class before and after")
+        + src.image(paths.IMPROVE.curve_figure("accuracy"), "improve accuracy per epoch")
         + "</div>"
     )
     return _section("improve", "Improve: class-reweighted retraining", body, src.since(start))
@@ -267,7 +267,7 @@ def _improve(src: RunFiles) -> str:
 
 def _cost(src: RunFiles) -> str:
     start = len(src.read)
-    cost = src.json(files.COST)
+    cost = src.json(paths.COST)
     rows = []
     arithmetic = []
     for model in MODELS:
@@ -304,7 +304,7 @@ def _cost(src: RunFiles) -> str:
         + "<p>Efficiency = PrivateTest accuracy % / GFLOPs:</p><ul>"
         + "".join(f"<li>{a}</li>" for a in arithmetic)
         + "</ul>"
-        + src.image(files.COST_FIGURE, "accuracy against GFLOPs")
+        + src.image(paths.COST_FIGURE, "accuracy against GFLOPs")
     )
     return _section("cost", "Cost and efficiency", body, src.since(start))
 
@@ -313,20 +313,23 @@ def _ablations(src: RunFiles, freshness: dict[str, tuple[str, str]]) -> str:
     """Each committed table with its frontier, labelled current or stale (freshness: study
     name -> (state, one line), from ferx.experiments.freshness)."""
     start = len(src.read)
-    tables = sorted(src.path(files.ABLATIONS).glob("*/table.md"))
+    tables = sorted(src.path(paths.ABLATIONS).glob(f"*/{paths.ABLATION_TABLE}"))
     if not tables:
-        body = "<p>No ablation under <code>ablation/</code> (see <code>ferx-ablate</code>).</p>"
+        body = (
+            f"<p>No ablation under <code>{paths.ABLATIONS}/</code> "
+            "(see <code>ferx-ablate</code>).</p>"
+        )
         return _section("ablations", "Ablations", body, [])
     body = ""
     for table in tables:
         name = table.parent.name
-        relative = files.ablation_table(name)
+        relative = paths.ablation_table(name)
         src._note(relative)
         state, note = freshness.get(name, ("unknown", "freshness unknown: not checked"))
         body += f"<h3><code>{_e(name)}</code></h3>"
         body += f'<p class="freshness {_e(state)}">Table {inline_markdown(note)}.</p>'
         body += markdown_to_html(table.read_text())
-        body += src.image(files.ablation_frontier(name), f"{name} frontier")
+        body += src.image(paths.ablation_frontier(name), f"{name} frontier")
     return _section("ablations", "Ablations", body, src.since(start))
 
 
@@ -349,10 +352,10 @@ def build_report(
         _cost(src),
         _ablations(src, freshness or {}),
     ]
-    summary = src.json(files.SUMMARY)
+    summary = src.json(paths.SUMMARY)
     if summary.get("source") != source:
         raise ReportError(
-            f"{files.SUMMARY} says source {summary.get('source')!r}, {files.PREPARE_SUMMARY} "
+            f"{paths.SUMMARY} says source {summary.get('source')!r}, {paths.PREPARE_SUMMARY} "
             f"{source!r}: a stale file (run `dvc repro`)"
         )
     if source == "real":
@@ -370,7 +373,7 @@ def build_report(
         + ", improved "
         f"<b>{_pct(i['private']['accuracy'])}</b>; chosen on PublicTest "
         f"({_pct(b['public']['accuracy'])} and {_pct(i['public']['accuracy'])}). From "
-        "<code>metrics/summary.json</code>.</p>"
+        f"<code>{paths.SUMMARY}</code>.</p>"
     )
     nav = "".join(
         f'<a href="#{a}">{t}</a>'

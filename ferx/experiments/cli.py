@@ -220,9 +220,9 @@ def write_outputs(spec: Spec, rows: list[dict[str, Any]], out_dir: Path) -> str:
     from ferx.experiments.frontier import plot_frontiers
 
     text = markdown(spec, rows)
-    plot_frontiers(spec, rows, out_dir / "frontier.png")
-    write_json(out_dir / "table.json", rows)
-    write_atomic(out_dir / "table.md", lambda tmp: tmp.write_text(text))
+    plot_frontiers(spec, rows, out_dir / paths.ABLATION_FRONTIER)
+    write_json(out_dir / paths.ABLATION_ROWS, rows)
+    write_atomic(out_dir / paths.ABLATION_TABLE, lambda tmp: tmp.write_text(text))
     return text
 
 

@@ -49,7 +49,7 @@ def study_freshness(
         runs = make_runs(
             spec,
             read_params_file(root / params_path),
-            _seeds(root / paths.ABLATIONS / name / "table.json"),
+            _seeds(root / paths.ABLATIONS / name / paths.ABLATION_ROWS),
         )
         kept = records.load(root / paths.ABLATIONS / name / records.FILE)
         pipeline = identity.parse_pipeline((root / identity.PIPELINE).read_text())
