@@ -49,7 +49,7 @@ class TrainingOutputs:
     plots_dir: Path
 
     def curve_figure(self, metric: str) -> Path:
-        return self.plots_dir / f"{metric}.png"
+        return curve_figure(self.plots_dir, metric)
 
     def live_series(self, split: str, metric: str) -> Path:
         """DVCLive's per-epoch TSV of `metric` on `split` (train, public, private)."""
@@ -64,6 +64,11 @@ def _training(stage: str, model: str) -> TrainingOutputs:
         live_dir=Path("dvclive") / stage,
         plots_dir=PLOTS / stage,
     )
+
+
+def curve_figure(plots_dir: str | Path, metric: str) -> Path:
+    """The per-epoch figure of `metric` (one of CURVES) in a training run's plots folder."""
+    return Path(plots_dir) / f"{metric}.png"
 
 
 def model_file(model: str) -> Path:

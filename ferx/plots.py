@@ -9,9 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from ferx import paths
 from ferx.atomic import atomic_path
 
 SERIES = (("train", "train (augmented)"), ("public", "PublicTest"), ("private", "PrivateTest"))
+CURVE_LABELS = {"loss": "cross-entropy loss", "accuracy": "accuracy"}  # paths.CURVES
 
 
 def save_figure(fig, path: str | Path) -> None:
@@ -21,11 +23,12 @@ def save_figure(fig, path: str | Path) -> None:
 
 
 def plot_curves(history: list[dict], out_dir: str | Path, title: str, best_epoch: int) -> None:
-    """loss.png and accuracy.png: train vs PublicTest vs PrivateTest per epoch."""
+    """A figure per paths.CURVES metric: train vs PublicTest vs PrivateTest per epoch."""
     epochs = [row["epoch"] for row in history]
     # train loss is plain cross-entropy on the augmented batches (no label smoothing, no class
     # weights), the same quantity as the evaluations' loss, so the curves share one axis
-    for metric, label in (("loss", "cross-entropy loss"), ("accuracy", "accuracy")):
+    for metric in paths.CURVES:
+        label = CURVE_LABELS[metric]
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
         for key, name in SERIES:
             ax.plot(epochs, [row[f"{key}/{metric}"] for row in history], marker=".", label=name)
@@ -35,4 +38,4 @@ def plot_curves(history: list[dict], out_dir: str | Path, title: str, best_epoch
         ax.set(xlabel="epoch", ylabel=label, title=f"{title}: {label}")
         ax.grid(alpha=0.3)
         ax.legend()
-        save_figure(fig, Path(out_dir) / f"{metric}.png")
+        save_figure(fig, paths.curve_figure(out_dir, metric))

@@ -14,13 +14,13 @@ from pathlib import Path
 from ferx import paths
 from ferx.atomic import atomic_dir
 
-BASELINE = paths.TRAIN.model_path
-INIT_DIR = paths.IMPROVE_INIT
 BASELINE_COPY = "baseline.pt"  # improve.init: baseline
 SCRATCH_NOTE = "scratch.txt"  # improve.init: scratch
 
 
-def write_improve_init(init: str, baseline: Path = BASELINE, folder: Path = INIT_DIR) -> Path:
+def write_improve_init(
+    init: str, baseline: Path = paths.TRAIN.model_path, folder: Path = paths.IMPROVE_INIT
+) -> Path:
     """Replace `folder` (atomically) with what `init` starts improve from; the file written."""
     if init == "baseline" and not Path(baseline).exists():
         raise FileNotFoundError(f"{baseline}: not found; run `dvc repro train` first")
