@@ -5,13 +5,26 @@
 Exports a freshly initialised network (speed does not depend on the weights) with the export
 stage's code, then times both runtimes the way the cost stage does: median latency of one
 face (batch 1) and images/s at a large batch. Prints one line per network and runtime.
+
+    python bench/bench_onnx.py --graphs [--rounds 5] [--widths 32,64,128,256]
+
+The deploy graph against the export of before (issue 43): the same mini-Xception weights
+exported in the export stage's deploy form (ferx/deploy/graph.py: 1x1 layers as convolutions,
+BatchNorm folded) and in the training form (Pointwise as Reshape + MatMul, BatchNorm nodes),
+timed in ONNX Runtime alternately round by round; prints each graph's node counts, faces/s at
+batch 1 and at --batch, and the ratio, as its last line `deploy graph vs training form at
+batch 1: N.NNx`.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import statistics
 import tempfile
+from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -22,17 +35,71 @@ from ferx.labels import ARCHITECTURES
 from ferx.models import ModelConfig, build_model
 
 
+def training_form(model: torch.nn.Module) -> torch.nn.Module:
+    """What export_onnx exported before the deploy graph: the network as it trains."""
+    return copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format)
+
+
+def node_counts(path: Path) -> Counter:
+    import onnx
+
+    return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+
+
+def compare_graphs(args, threads: int) -> None:
+    widths = tuple(int(w) for w in args.widths.split(","))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(widths=widths)).eval()
+    print(f"mini_xception widths {list(widths)}, ONNX Runtime, {threads} threads")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"deploy": Path(tmp) / "deploy.onnx", "training": Path(tmp) / "training.onnx"}
+        export_onnx(model, paths["deploy"])
+        with mock.patch("ferx.deploy.graph.deploy_form", training_form):
+            export_onnx(model, paths["training"])
+        for name, path in paths.items():
+            counts = node_counts(path)
+            top = ", ".join(f"{op} {n}" for op, n in counts.most_common(6))
+            print(f"{name:<9} graph: {sum(counts.values())} nodes ({top})")
+        one: dict[str, list[float]] = {name: [] for name in paths}
+        many: dict[str, list[float]] = {name: [] for name in paths}
+        for round_ in range(args.rounds):
+            order = list(paths) if round_ % 2 == 0 else list(paths)[::-1]
+            for name in order:
+                speed = onnxruntime_speed(paths[name], args.batch, threads, seconds=args.seconds)
+                one[name].append(1000 / speed["latency_ms_batch1"])
+                many[name].append(speed["throughput_img_s"])
+            print(
+                f"round {round_ + 1}: "
+                + ", ".join(f"{n} {one[n][-1]:.0f} faces/s (batch 1)" for n in paths),
+                flush=True,
+            )
+    median = {n: (statistics.median(one[n]), statistics.median(many[n])) for n in paths}
+    for name, (single, batched) in median.items():
+        print(f"{name:<9} {single:8.0f} faces/s at batch 1, {batched:8.0f} at batch {args.batch}")
+    ratio = median["deploy"][0] / median["training"][0]
+    print(
+        f"deploy graph vs training form at batch {args.batch}: "
+        f"{median['deploy'][1] / median['training'][1]:.2f}x"
+    )
+    print(f"deploy graph vs training form at batch 1: {ratio:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="+", choices=ARCHITECTURES, default=list(ARCHITECTURES))
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--graphs", action="store_true", help="deploy graph vs training form")
+    parser.add_argument("--rounds", type=int, default=5, help="--graphs: rounds")
+    parser.add_argument("--widths", default="32,64,128,256", help="--graphs: module widths")
     args = parser.parse_args()
     print(describe_cpu(), flush=True)  # no figure without the machine it came from
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
+    if args.graphs:
+        return compare_graphs(args, threads)
     print(f"torch {torch.__version__}, {threads} threads, throughput at batch {args.batch}")
     for arch in args.arch:
         torch.manual_seed(0)

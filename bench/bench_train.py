@@ -64,7 +64,7 @@ from ferx.labels import ARCHITECTURES
 from ferx.models import ModelConfig, Pointwise, build_model
 from ferx.models.inference import memory_format, predict_logits
 from ferx.params import AugmentParams, RuntimeParams, TrainParams, load_params
-from ferx.training.augment import augment_batch
+from ferx.training.augment import augment_batch, mix_batch
 from ferx.training.loop import train_step
 from ferx.training.optim import make_ema, make_optimizer, make_scheduler
 from ferx.training.precision import resolve_precision
@@ -194,7 +194,7 @@ def breakdown(train: TrainParams, runtime: RuntimeParams, steps: int) -> dict[st
     epoch_steps = math.ceil(TRAINING_FACES / train.batch_size)
     optimizer = make_optimizer(model, train)
     scheduler = make_scheduler(optimizer, train, epoch_steps)
-    ema = make_ema(model, train.ema)
+    ema = make_ema(model, train.ema, train.ema_warmup)
     images = torch.randint(0, 256, (TRAINING_FACES, 1, 48, 48), dtype=torch.uint8)
     labels = torch.randint(0, 7, (TRAINING_FACES,))
     generator = torch.Generator().manual_seed(0)
@@ -208,14 +208,19 @@ def breakdown(train: TrainParams, runtime: RuntimeParams, steps: int) -> dict[st
         t = time.perf_counter()
         index = order[begin : begin + train.batch_size]
         x = images[index].to(torch.float32)
-        x = augment_batch(x, train.augment, generator).contiguous(memory_format=fmt)
+        x = augment_batch(x, train.augment, generator)
+        x, mix = mix_batch(x, train.augment, generator)
+        x = x.contiguous(memory_format=fmt)
         y = labels[index]
-        t = timer.add("augmentation (gather, float, augment)", t)
+        t = timer.add("augmentation (gather, float, augment, mix)", t)
         with torch.autocast("cpu", torch.bfloat16, enabled=train.precision == "bf16"):
             logits = model(x)
         logits = logits.float()
         t = timer.add("forward", t)
         loss = F.cross_entropy(logits, y, label_smoothing=train.label_smoothing)
+        if mix is not None:
+            partner = F.cross_entropy(logits, y[mix.partner], label_smoothing=train.label_smoothing)
+            loss = mix.weight * loss + (1 - mix.weight) * partner
         t = timer.add("loss", t)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -307,7 +312,13 @@ def profile_ops(train: TrainParams, runtime: RuntimeParams, steps: int) -> str:
 def _model_config(train: TrainParams) -> ModelConfig:
     m = train.model
     widths = tuple(m.widths)
-    return ModelConfig(arch=m.arch, widths=widths, stem_width=m.stem_width, normalize=m.normalize)
+    return ModelConfig(
+        arch=m.arch,
+        widths=widths,
+        stem_width=m.stem_width,
+        normalize=m.normalize,
+        attention=m.attention,
+    )
 
 
 def _train_step_rate(train: TrainParams, runtime: RuntimeParams, seconds: float) -> float:

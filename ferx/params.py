@@ -102,6 +102,11 @@ class ModelParams(Section):
     # per_image: standardise each face (zero mean, unit std); dataset: one global mean/std;
     # unit: pixels / 255 (the paper's Keras preprocessing scaled to [-1, 1]; both work)
     normalize: Literal["per_image", "dataset", "unit"] = "per_image"
+    # mini_xception only: channel attention on each residual module's main branch, after its
+    # max-pool: se (squeeze-and-excitation, Hu et al. 2018, hidden width channels / 8, at
+    # least 8) or eca (efficient channel attention, Wang et al. 2020: a 1-D convolution across
+    # the pooled channels); none builds exactly the network (and initial weights) of before
+    attention: Literal["none", "se", "eca"] = "none"
 
 
 class AugmentParams(Section):
@@ -112,6 +117,22 @@ class AugmentParams(Section):
     # random erasing (Zhong et al. 2020): the chance that a face gets one rectangle of noise,
     # 2-33% of its area, aspect 0.3-3.3; 0 turns it off (and draws no random numbers)
     erase: Float = Field(0.0, ge=0, le=1)
+    # random crops: each training face becomes a random crop x crop window of itself, after
+    # the flip and warp (the network is fully convolutional with global pooling, so a crop
+    # costs about (crop / 48)^2 of a full face's FLOPs); evaluation sees the whole face.
+    # 0 turns it off (and draws no random numbers)
+    crop: int = Field(0, ge=0, le=47)
+    # mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019): Beta(alpha, alpha) mixing
+    # weight, one per batch, with the batch's own faces in a random order; when both are on,
+    # each batch is one or the other (even odds, as timm does); 0 turns each off
+    mixup: Float = Field(0.0, ge=0, le=10)
+    cutmix: Float = Field(0.0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _crop_leaves_a_face(self) -> AugmentParams:
+        if 0 < self.crop < 24:
+            raise ValueError(f"crop: 0 (off) or 24-47 pixels, got {self.crop}")
+        return self
 
 
 class TrainParams(Section):
@@ -130,6 +151,10 @@ class TrainParams(Section):
     # decay of an exponential moving average of the weights (torch.optim.swa_utils), updated
     # every step; when on, the average is what is evaluated and kept; 0 turns it off
     ema: Float = Field(0.0, ge=0, lt=1)
+    # the EMA's decay warms up: min(ema, (1 + n) / (10 + n)) after n updates, so the average
+    # follows the early, fast-moving weights instead of holding on to the random ones
+    # (TensorFlow's ExponentialMovingAverage num_updates); false: ema from the first step
+    ema_warmup: bool = False
     # auto (the default): bf16 where the hardware computes in bf16 (x86 CPUs with AVX-512 BF16
     # or AMX, kernels not capped below them; CUDA devices with bf16), fp32 everywhere else
     # (AVX2-only x86, other CPUs until measured); metrics/train.json records what ran.
@@ -144,6 +169,19 @@ class TrainParams(Section):
     augment: AugmentParams = AugmentParams()
     model: ModelParams = ModelParams()
     seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _options_the_network_has(self) -> TrainParams:
+        if self.augment.crop and self.model.arch == "baseline_cnn":
+            raise ValueError(
+                "augment.crop: baseline_cnn's dense layers need whole 48x48 faces; "
+                "crops work with mini_xception and resnet18"
+            )
+        if self.model.attention != "none" and self.model.arch != "mini_xception":
+            raise ValueError(f"model.attention: {self.model.attention} is mini_xception only")
+        if self.ema_warmup and self.ema == 0:
+            raise ValueError("ema_warmup: true needs ema > 0 (the decay it warms up to)")
+        return self
 
 
 class RuntimeParams(Section):

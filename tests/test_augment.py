@@ -1,7 +1,14 @@
+import pytest
 import torch
 
 from ferx.params import AugmentParams
-from ferx.training.augment import augment_batch
+from ferx.training.augment import (
+    _flip_and_warp,
+    augment_batch,
+    mix_batch,
+    random_crop,
+    random_erase,
+)
 
 
 def _batch() -> torch.Tensor:
@@ -106,3 +113,80 @@ def test_erase_always_and_never():
     on = AugmentParams(hflip=False, rotate_deg=0, translate=0, scale=0, erase=1.0)
     assert torch.equal(augment_batch(x, off, torch.Generator().manual_seed(0)), x)
     assert (augment_batch(x, on, torch.Generator().manual_seed(0)) != -1).flatten(1).any(1).all()
+
+
+def test_random_crops_are_windows_of_each_image_at_their_own_places():
+    x = _batch()
+    out = random_crop(x, 40, torch.Generator().manual_seed(2))
+    assert out.shape == (16, 1, 40, 40)
+    places = []
+    for image, crop in zip(x, out, strict=True):
+        found = [
+            (top, left)
+            for top in range(9)
+            for left in range(9)
+            if torch.equal(image[:, top : top + 40, left : left + 40], crop)
+        ]
+        assert len(found) == 1  # random pixels: exactly one window matches
+        places.append(found[0])
+    assert len(set(places)) > 8  # each image its own place, not one for the batch
+
+
+def test_a_crop_as_big_as_the_image_keeps_it_and_a_bigger_one_is_refused():
+    x = _batch()
+    assert torch.equal(random_crop(x, 48, torch.Generator().manual_seed(0)), x)
+    with pytest.raises(ValueError, match="49-pixel crop"):
+        random_crop(x, 49, torch.Generator())
+
+
+def test_new_options_off_draw_no_random_numbers_so_old_runs_keep_their_bits():
+    # today's recipe with crop, mixup and cutmix off: the same images from the same draws as
+    # the composition of before (flip and warp, then erasing), and the generator ends in the
+    # same state, so every later batch of an epoch is drawn as before too
+    params = AugmentParams(erase=0.5)
+    ours, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    out = augment_batch(_batch(), params, ours)
+    mixed, mix = mix_batch(out, params, ours)
+    before = random_erase(_flip_and_warp(_batch(), params, theirs), 0.5, theirs)
+    assert mix is None and mixed is out
+    assert torch.equal(out, before)
+    assert torch.equal(ours.get_state(), theirs.get_state())
+
+
+def test_mixup_mixes_each_face_with_its_partner_by_the_batch_weight():
+    x = _batch()
+    mixed, mix = mix_batch(x, AugmentParams(mixup=0.4), torch.Generator().manual_seed(1))
+    assert 0 < mix.weight < 1 and sorted(mix.partner.tolist()) == list(range(16))
+    torch.testing.assert_close(mixed, mix.weight * x + (1 - mix.weight) * x[mix.partner])
+    again, same = mix_batch(x, AugmentParams(mixup=0.4), torch.Generator().manual_seed(1))
+    assert torch.equal(again, mixed) and same.weight == mix.weight
+
+
+def test_cutmix_pastes_one_box_of_the_partner_and_weighs_by_the_area_left():
+    x = _batch()
+    for seed in range(20):
+        mixed, mix = mix_batch(x, AugmentParams(cutmix=1.0), torch.Generator().manual_seed(seed))
+        from_partner = (mixed == x[mix.partner]) & (mixed != x)
+        area = from_partner[0, 0].float().mean().item()
+        # the weight is the share of pixels still the face's own (partner == self: all own)
+        if not torch.equal(mix.partner[:1], torch.tensor([0])):
+            assert abs(mix.weight - (1 - area)) < 1e-6
+        rows = from_partner[0, 0].any(dim=1).nonzero()
+        cols = from_partner[0, 0].any(dim=0).nonzero()
+        if len(rows):  # one rectangle: every pixel between its extremes came from the partner
+            box = from_partner[0, 0, rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+            assert box.all()
+        keep = torch.ones(48, 48, dtype=torch.bool)
+        keep[from_partner[0, 0]] = False
+        assert torch.equal(mixed[0, 0][keep], x[0, 0][keep])
+
+
+def test_with_both_mixings_on_each_batch_is_one_or_the_other():
+    x = _batch()
+    kinds = set()
+    for seed in range(30):
+        params = AugmentParams(mixup=0.4, cutmix=1.0)
+        mixed, mix = mix_batch(x, params, torch.Generator().manual_seed(seed))
+        blended = torch.allclose(mixed, mix.weight * x + (1 - mix.weight) * x[mix.partner])
+        kinds.add("mixup" if blended and mix.weight not in (0.0, 1.0) else "cutmix")
+    assert kinds == {"mixup", "cutmix"}

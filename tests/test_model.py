@@ -14,6 +14,7 @@ from ferx.models import (
     build_model,
     count_parameters,
 )
+from ferx.models.layers import EfficientChannelAttention, SqueezeExcite, eca_kernel_size
 
 
 def test_parameter_count_is_the_papers():
@@ -195,3 +196,38 @@ def test_what_reaches_the_head_depends_on_the_face_at_initialisation(arch):
         model(faces)
     spread_across_faces = seen[0].std(0).mean().item()
     assert spread_across_faces > 1e-2, spread_across_faces
+
+
+def test_attention_none_builds_the_same_network_and_weights_as_before():
+    # attention modules are appended after everything else: "none" draws the same initial
+    # weights as the network always did, and its state has the same names
+    torch.manual_seed(3)
+    plain = MiniXception(ModelConfig())
+    torch.manual_seed(3)
+    with_se = MiniXception(ModelConfig(attention="se"))
+    ours, theirs = plain.state_dict(), with_se.state_dict()
+    assert set(theirs) > set(ours)
+    for key, value in ours.items():
+        assert torch.equal(value, theirs[key]), key
+    assert not any("main.6" in key for key in ours)
+
+
+@pytest.mark.parametrize(
+    ("attention", "module"), [("se", SqueezeExcite), ("eca", EfficientChannelAttention)]
+)
+def test_attention_scales_each_residual_modules_channels_cheaply(attention, module):
+    model = MiniXception(ModelConfig(attention=attention)).eval()
+    blocks = [m for m in model.modules() if isinstance(m, module)]
+    assert len(blocks) == 4
+    assert model(torch.rand(2, 1, 48, 48) * 255).shape == (2, 7)
+    assert count_flops(model) < 1.05 * count_flops(MiniXception(ModelConfig()).eval())
+    maps = torch.randn(2, 16, 6, 6)
+    ratio = blocks[0](maps) / maps
+    # one gate per image and channel, strictly between 0 and 1: it only scales
+    torch.testing.assert_close(ratio, ratio[:, :, :1, :1].expand_as(ratio))
+    assert ((ratio > 0) & (ratio < 1)).all()
+    assert not torch.allclose(ratio[:, 0], ratio[:, 1])
+
+
+def test_eca_kernel_grows_with_the_channels_and_is_odd():
+    assert [eca_kernel_size(c) for c in (16, 32, 64, 128, 256, 512)] == [3, 3, 3, 5, 5, 5]

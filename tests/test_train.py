@@ -7,15 +7,17 @@ import textwrap
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import ferx.training.loop
 from ferx.labels import ARCHITECTURES
 from ferx.models import MiniXception, ModelConfig, build_model
 from ferx.models.checkpoint import CheckpointError, load_model, load_state, save_model, save_state
 from ferx.models.inference import predict_logits
-from ferx.params import RuntimeParams, TrainParams
-from ferx.training.loop import fit, freeze_all_but
-from ferx.training.optim import make_ema
+from ferx.params import AugmentParams, RuntimeParams, TrainParams
+from ferx.training.augment import Mix
+from ferx.training.loop import fit, freeze_all_but, train_step
+from ferx.training.optim import ema_decay, make_ema
 from ferx.training.resume import training_sources
 from ferx.training.run_spec import RunSpec, Split
 from ferx.training.source_code import relative_name
@@ -83,9 +85,16 @@ def test_same_params_and_seed_give_identical_metrics_and_weights(tmp_path):
         assert torch.equal(value, model_b.state_dict()[key]), key
 
 
-@pytest.mark.parametrize(("ema", "precision"), [(0.0, "fp32"), (0.9, "fp32"), (0.0, "bf16")])
-def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, ema, precision):
-    params = quick(epochs=4, ema=ema, precision=precision)
+# the last case: every recipe option that draws its own random numbers or keeps state
+EVERY_OPTION = {"ema_warmup": True, "augment": AugmentParams(crop=40, mixup=0.4, cutmix=1.0)}
+
+
+@pytest.mark.parametrize(
+    ("ema", "precision", "options"),
+    [(0.0, "fp32", {}), (0.9, "fp32", {}), (0.0, "bf16", {}), (0.9, "fp32", EVERY_OPTION)],
+)
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, ema, precision, options):
+    params = quick(epochs=4, ema=ema, precision=precision, **options)
     model_full, full = run(tmp_path, params, "full")
 
     def interrupt(history):
@@ -584,6 +593,51 @@ def test_ema_keeps_decay_times_the_average_plus_the_rest_times_the_weights():
         expected = value if expected is None else 0.9 * expected + 0.1 * value
         torch.testing.assert_close(ema.module.weight, torch.full((1, 2), expected))
     assert expected == pytest.approx(0.9 * (0.9 * 1 + 0.1 * 3) - 0.2)
+
+
+def test_a_warmed_up_ema_follows_the_early_weights_then_decays_as_asked():
+    model = torch.nn.Linear(2, 1, bias=False)
+    ema = make_ema(model, 0.9, warmup=True)
+    expected = None
+    for updates, value in enumerate((1.0, 3.0, -2.0, 5.0, 4.0)):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        ema.update_parameters(model)
+        decay = min(0.9, (1 + updates) / (10 + updates))  # after `updates` earlier updates
+        expected = value if expected is None else decay * expected + (1 - decay) * value
+        torch.testing.assert_close(ema.module.weight, torch.full((1, 2), expected))
+    assert ema_decay(0.999, 1) == pytest.approx(2 / 11)
+    assert ema_decay(0.999, 8990) == 0.999 and ema_decay(0.999, 8980) < 0.999
+
+
+def test_a_mixed_batch_weighs_the_loss_of_its_two_labels():
+    torch.manual_seed(0)
+    model = MiniXception(ModelConfig(widths=(8,), stem_width=4))
+    x, y = torch.rand(6, 1, 48, 48) * 255, torch.tensor([0, 1, 2, 3, 4, 5])
+    partner = torch.tensor([5, 4, 3, 2, 1, 0])
+    params = quick(label_smoothing=0.1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the step changes nothing
+    weights = torch.rand(7) + 0.5
+    loss, logits = train_step(model, x, y, params, optimizer, weights, mix=Mix(partner, 0.3))
+
+    def ce(labels):
+        return F.cross_entropy(logits, labels, weight=weights, label_smoothing=0.1)
+
+    torch.testing.assert_close(loss, 0.3 * ce(y) + 0.7 * ce(y[partner]))
+    plain, _ = train_step(model, x, y, params, optimizer, weights, mix=Mix(partner, 1.0))
+    torch.testing.assert_close(plain, ce(y))
+
+
+@pytest.mark.parametrize("attention", ["se", "eca"])
+def test_a_network_with_attention_trains_and_reloads(tmp_path, attention):
+    torch.manual_seed(0)
+    model = MiniXception(ModelConfig(widths=(8, 16), stem_width=4, attention=attention))
+    fit(model, SPLITS, quick(epochs=1), RunSpec("test", tmp_path / "state.pt"))
+    save_model(tmp_path / "m.pt", model.eval())
+    loaded, _ = load_model(tmp_path / "m.pt")
+    assert loaded.config.attention == attention
+    x = torch.rand(3, 1, 48, 48) * 255
+    torch.testing.assert_close(loaded(x), model(x))
 
 
 def test_with_ema_the_average_is_evaluated_and_kept(tmp_path):

@@ -52,3 +52,15 @@ def crop_with_margin(gray: np.ndarray, box: tuple[int, int, int, int], margin: f
     top, bottom = max(0, y - dy), min(gray.shape[0], y + h + dy)
     left, right = max(0, x - dx), min(gray.shape[1], x + w + dx)
     return gray[top:bottom, left:right]
+
+
+def faces_in(
+    gray: np.ndarray, detect: bool = True, margin: float = 0.2, largest_only: bool = False
+) -> list[tuple[np.ndarray, tuple[int, int, int, int] | None]]:
+    """The 48x48 faces to classify in a grey image, with their boxes, largest first: a 48x48
+    image (or any image with `detect` off) is one face as it is (box None); otherwise every
+    face the Haar cascade finds, cropped with `margin` (none found: an empty list)."""
+    if gray.shape == (IMAGE_SIDE, IMAGE_SIDE) or not detect:
+        return [(to_face_array(Image.fromarray(gray)), None)]
+    boxes = find_faces(gray)[: 1 if largest_only else None]
+    return [(to_face_array(Image.fromarray(crop_with_margin(gray, b, margin))), b) for b in boxes]

@@ -3,8 +3,10 @@
 
 The ONNX file takes what the PyTorch model takes, raw pixels (float32, 0..255, N x 1 x 48 x 48,
 any N) and gives the 7 logits: the normalisation is inside the graph, so a deployment needs
-no preprocessing code of ours. The file also records the network, the data source and the
-class names (ONNX metadata), like a `.pt` model file does.
+no preprocessing code of ours. What is exported is the network's deploy form (graph.py: 1x1
+layers as convolutions, BatchNorm folded), checked against the trained model itself. The
+file also records the network, the data source and the class names (ONNX metadata), like a
+`.pt` model file does.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ OPSET = 18  # what torch's exporter and onnxruntime 1.2x agree on for every netw
 
 
 def export_onnx(model, path: str | Path, meta: dict[str, Any] | None = None) -> None:
-    """Write `model` (a ferx network) as ONNX with a dynamic batch, atomically."""
+    """Write `model` (a ferx network) as ONNX with a dynamic batch, atomically: its deploy form
+    (ferx/deploy/graph.py), a copy, so the caller's model keeps its mode and layout."""
     import torch
 
-    from ferx.models.inference import model_kept_as_is
+    from ferx.deploy.graph import deploy_form
 
     try:
         import onnx
@@ -40,25 +43,24 @@ def export_onnx(model, path: str | Path, meta: dict[str, Any] | None = None) -> 
         ) from None
     arch = getattr(getattr(model, "config", None), "arch", type(model).__name__)
     example = torch.zeros(2, 1, IMAGE_SIDE, IMAGE_SIDE)
-    with model_kept_as_is(model):  # the caller's model keeps its mode and layout
-        model.eval().to(memory_format=torch.contiguous_format)
-        try:
-            # torch's own exporter (torch.export + onnxscript): the TorchScript one is deprecated
-            program = torch.onnx.export(
-                model,
-                (example,),
-                input_names=[INPUT],
-                output_names=[OUTPUT],
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-                opset_version=OPSET,
-                dynamo=True,
-                verbose=False,
-                report=False,
-            )
-            proto = program.model_proto
-        except torch.onnx.errors.OnnxExporterError as exc:  # the network, not the installation
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise OnnxModelError(f"the {arch} network cannot be exported to ONNX: {first}") from exc
+    deployed = deploy_form(model)
+    try:
+        # torch's own exporter (torch.export + onnxscript): the TorchScript one is deprecated
+        program = torch.onnx.export(
+            deployed,
+            (example,),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+            report=False,
+        )
+        proto = program.model_proto
+    except torch.onnx.errors.OnnxExporterError as exc:  # the network, not the installation
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise OnnxModelError(f"the {arch} network cannot be exported to ONNX: {first}") from exc
     info = {"arch": arch, "class_names": list(CLASS_NAMES), **(meta or {})}
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(info, sort_keys=True)

@@ -23,13 +23,31 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ferx.data.faces import IMAGE_SUFFIXES, crop_with_margin, find_faces, to_face_array
+from ferx.data.faces import IMAGE_SUFFIXES, faces_in
 from ferx.deploy.outputs import clashing_output, gradcam_targets, write_gradcam
 from ferx.errors import UserError
 from ferx.labels import CLASS_NAMES, IMAGE_SIDE
 from ferx.paths import model_file
 
 DEFAULT_MODELS = (model_file("improved"), model_file("baseline"))
+
+
+def default_model() -> Path | None:
+    """Your run's improved model, else its baseline, else ferx's released model (if this
+    installation has one: ferx/release/), else None."""
+    from ferx.deploy.release import released_model
+
+    return next((p for p in DEFAULT_MODELS if p.exists()), None) or released_model()
+
+
+def describe_model(path: Path) -> str:
+    """How the output names the model: its path, and what it is when it is the release."""
+    from ferx.deploy.release import RELEASE_DIR
+
+    released = path.resolve().parent == RELEASE_DIR
+    return f"{path} (ferx's released model, trained on FER2013)" if released else str(path)
+
+
 MARGIN_RANGE = (0.0, 1.0)  # share of the face box added on each side; below -0.5 nothing is left
 
 
@@ -51,22 +69,15 @@ class Prediction:
         }
 
 
-def find_largest_face(gray: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(x, y, w, h) of the largest frontal face OpenCV's Haar cascade finds, or None."""
-    faces = find_faces(gray)
-    return faces[0] if faces else None
-
-
 def face_from_file(path: Path, detect: bool, margin: float) -> tuple[np.ndarray, list[int] | None]:
     """The 48x48 face to classify: as is for 48x48 crops, else the largest detected face."""
     with Image.open(path) as image:
         gray = np.asarray(image.convert("L"))
-    if gray.shape == (IMAGE_SIDE, IMAGE_SIDE) or not detect:
-        return to_face_array(Image.fromarray(gray)), None
-    box = find_largest_face(gray)
-    if box is None:
+    faces = faces_in(gray, detect, margin, largest_only=True)
+    if not faces:
         raise LookupError("no face found (use --no-detect to classify the whole image)")
-    return to_face_array(Image.fromarray(crop_with_margin(gray, box, margin))), list(box)
+    face, box = faces[0]
+    return face, None if box is None else list(box)
 
 
 def collect_files(paths: list[str]) -> list[Path]:
@@ -191,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         "--model",
         type=Path,
         help="a .pt model file or its .onnx export; default: "
-        + ", else ".join(str(path) for path in DEFAULT_MODELS),
+        + ", else ".join(str(path) for path in DEFAULT_MODELS)
+        + ", else ferx's released model",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
@@ -232,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         return _error("--video-out, --csv and --every are for a video file")
     if videos and args.gradcam:
         return _error("--gradcam is for images; for a video use --video-out and --csv")
-    model_path = args.model or next((p for p in DEFAULT_MODELS if p.exists()), DEFAULT_MODELS[-1])
+    model_path = args.model or default_model() or DEFAULT_MODELS[-1]
     if args.gradcam and model_path.suffix.lower() == ".onnx":
         return _error("--gradcam needs the PyTorch model file (.pt), not its ONNX export")
     files = videos or collect_files(args.paths)
@@ -267,12 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(
             json.dumps(
-                {"model": str(model_path), "predictions": [p.as_dict() for p in predictions]},
+                {
+                    "model": str(model_path),
+                    "model_is": describe_model(model_path),
+                    "predictions": [p.as_dict() for p in predictions],
+                },
                 indent=2,
             )
         )
     else:
-        print(f"model: {model_path}")
+        print(f"model: {describe_model(model_path)}")
         print(format_table(predictions))
     for prediction in predictions:
         if prediction.error:

@@ -166,16 +166,17 @@ def _check_against_schema(spec: Spec, params_path: Path) -> None:
     current = read_params_file(params_path)
     parts = [("base", spec.base)] + [(f"factors.{f}", s) for f, s in spec.factors.items()]
     for where, settings in parts:  # each part alone first: the error names where the key is
+        merged = copy.deepcopy(current)  # a part's keys together: one may need another
         for key, value in settings.items():
-            merged = copy.deepcopy(current)
             try:
                 set_dotted(merged, str(key), value)
-                validate_params(merged, "params")
             except KeyError:
                 raise SpecError(f"{spec.path}: {where}: {key}: not a params key") from None
-            except ParamsError as exc:
-                reason = str(exc).removeprefix("params: ")
-                raise SpecError(f"{spec.path}: {where}: {reason}") from None
+        try:
+            validate_params(merged, "params")
+        except ParamsError as exc:
+            reason = str(exc).removeprefix("params: ")
+            raise SpecError(f"{spec.path}: {where}: {reason}") from None
     try:  # then whole runs: factors may clash with each other
         make_runs(spec, current)
     except ParamsError as exc:

@@ -13,6 +13,7 @@ class ModelConfig:
     # mini_xception only: the residual modules' and the stem's filters
     widths: tuple[int, ...] = (16, 32, 64, 128)
     stem_width: int = 8
+    attention: str = "none"  # mini_xception only: none | se | eca (ferx/models/layers.py)
     num_classes: int = NUM_CLASSES
     normalize: str = "per_image"  # per_image | dataset | unit
     # dataset mode only: the training set's pixel mean and std (0..255 scale)
@@ -26,5 +27,6 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        # checkpoints written before there was a choice of network are mini-Xceptions
+        # checkpoints written before there was a choice of network are mini-Xceptions, and
+        # those written before attention have none
         return cls(**{"arch": "mini_xception", **data, "widths": tuple(data["widths"])})

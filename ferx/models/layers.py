@@ -1,9 +1,13 @@
 """Building blocks the networks share: the pixel normalisation every network starts with, the
-1x1 convolution as a GEMM (layout-safe and fast on CPU) and the Keras separable convolution."""
+1x1 convolution as a GEMM (layout-safe and fast on CPU), the Keras separable convolution, and
+the channel attention blocks (squeeze-and-excitation, ECA)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -66,3 +70,42 @@ class SeparableConv(nn.Sequential):
             nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
             Pointwise(c_in, c_out),
         )
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu et al. 2018): each channel scaled by a gate computed from all
+    channels' means through a bottleneck (channels / `reduction`, at least 8). The two layers
+    are dense on the pooled vector, not 1x1 convolutions: no oneDNN 1x1 kernel (Pointwise)."""
+
+    def __init__(self, channels: int, reduction: int = 8) -> None:
+        super().__init__()
+        hidden = max(8, channels // reduction)
+        self.reduce = nn.Linear(channels, hidden)
+        self.expand = nn.Linear(hidden, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(self.expand(F.relu(self.reduce(x.mean(dim=(2, 3))))))
+        return x * gate[:, :, None, None]
+
+
+def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
+    """ECA's adaptive kernel: the odd number nearest above |log2(C) / gamma + b / gamma|."""
+    size = int(abs((math.log2(channels) + b) / gamma))
+    return size if size % 2 else size + 1
+
+
+class EfficientChannelAttention(nn.Module):
+    """ECA (Wang et al. 2020): each channel scaled by a gate from a 1-D convolution across the
+    neighbouring channels' means; a handful of weights, no bottleneck."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        size = eca_kernel_size(channels)
+        self.conv = nn.Conv1d(1, 1, size, padding=size // 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(self.conv(x.mean(dim=(2, 3))[:, None, :]))
+        return x * gate[:, 0, :, None, None]
+
+
+ATTENTION: dict[str, type[nn.Module]] = {"se": SqueezeExcite, "eca": EfficientChannelAttention}

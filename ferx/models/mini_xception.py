@@ -5,6 +5,7 @@ modules: for 16, 32, 64, 128 filters:
            shortcut = 1x1 conv stride 2 (no bias) -> BN
            main     = sepconv 3x3 -> BN -> ReLU -> sepconv 3x3 -> BN -> maxpool 3x3 s2 p1
            out      = main + shortcut (no ReLU after the add)
+         (train.model.attention: se or eca scales main's channels after its max-pool)
 head:    3x3 conv to 7 channels (bias) -> global average pooling -> logits
 
 56,951 trainable parameters at the paper's widths; the default trains it at twice those
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from ferx.models.config import ModelConfig
-from ferx.models.layers import Normalize, Pointwise, SeparableConv
+from ferx.models.layers import ATTENTION, Normalize, Pointwise, SeparableConv
 
 
 class ResidualModule(nn.Module):
@@ -35,6 +36,10 @@ class ResidualModule(nn.Module):
             nn.BatchNorm2d(c_out),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
+
+    def add_attention(self, kind: str) -> None:
+        """Scale the main branch's channels after its max-pool (se or eca: layers.ATTENTION)."""
+        self.main.append(ATTENTION[kind](self.main[-2].num_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x) + self.shortcut(x)
@@ -59,6 +64,10 @@ class MiniXception(nn.Module):
         # the classifier: a 3x3 convolution to one map per class, then global average pooling
         self.head = nn.Conv2d(widths[-1], config.num_classes, 3, padding=1)
         self.pool = nn.AdaptiveAvgPool2d(1)
+        if config.attention != "none":
+            # built last: every other layer draws the initial weights it draws without it
+            for module in self.residual_modules:
+                module.add_attention(config.attention)
 
     @property
     def cam_layer(self) -> nn.Module:

@@ -22,7 +22,7 @@ from ferx.metrics import summary_metrics
 from ferx.models.checkpoint import save_state
 from ferx.models.inference import memory_format, predict_logits
 from ferx.params import RuntimeParams, TrainParams
-from ferx.training.augment import augment_batch
+from ferx.training.augment import Mix, augment_batch, mix_batch
 from ferx.training.device import choose_device, deterministic_cuda
 from ferx.training.optim import make_ema, make_optimizer, make_scheduler
 from ferx.training.precision import (
@@ -77,7 +77,7 @@ def _fit_on(device, model, splits, params, spec, runtime) -> FitResult:
     scaler = torch.amp.GradScaler(device.type, enabled=params.precision == "fp16")
     if "scaler" in state:
         scaler.load_state_dict(state["scaler"])
-    ema = make_ema(model, params.ema)
+    ema = make_ema(model, params.ema, params.ema_warmup)
     if ema is not None and "ema" in state:
         ema.load_state_dict(state["ema"])
     # what each epoch evaluates and may keep: the weight average when EMA is on
@@ -230,12 +230,14 @@ def train_step(
     weights: torch.Tensor | None = None,
     scaler: torch.amp.GradScaler | None = None,
     offset: torch.Tensor | None = None,
+    mix: Mix | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a batch already augmented and on the device: the forward pass
     under autocast in `params.precision` (resolved: fp32, bf16 or fp16), the label-smoothed
     (class-weighted) loss in float32, backward, the optimizer step (through the fp16 gradient
     scaler when it is on). `offset` (per class) is added to the logits in the loss only: a
-    logit-adjusted loss. Returns the loss and the float32 logits. The loop and the
+    logit-adjusted loss. `mix` (a mixup or CutMix batch) mixes the loss of each face's two
+    labels by its weight. Returns the loss and the float32 logits. The loop and the
     benchmarks (bench/bench_train.py, bench/gpu_check.py) run this very step."""
     dtype = AUTOCAST_DTYPES.get(params.precision)
     with torch.autocast(x.device.type, dtype or torch.bfloat16, enabled=dtype is not None):
@@ -243,6 +245,11 @@ def train_step(
     logits = logits.float()  # the loss and the bookkeeping in float32 either way
     trained = logits if offset is None else logits + offset
     loss = F.cross_entropy(trained, y, weight=weights, label_smoothing=params.label_smoothing)
+    if mix is not None:
+        partner_y = y[mix.partner.to(y.device)]
+        loss = mix.weight * loss + (1 - mix.weight) * F.cross_entropy(
+            trained, partner_y, weight=weights, label_smoothing=params.label_smoothing
+        )
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
         scaler.scale(loss).backward()
@@ -272,8 +279,10 @@ def _train_one_epoch(
 ):
     """One epoch: the training set shuffled (or drawn class-balanced: `draw`) and augmented,
     as many faces as it holds. Returns the epoch's mean learning
-    rate, its objective (label-smoothed, class-weighted in improve: what is minimised), and
-    plain cross-entropy and accuracy on the same batches, comparable with the evaluations."""
+    rate, its objective (label-smoothed, class-weighted in improve, label-mixed under mixup or
+    CutMix: what is minimised), and plain cross-entropy and accuracy on the same batches against
+    each face's own label (under mixing, the label of the face its pixels mostly came from
+    only when its weight is over one half: these two then read lower than without mixing)."""
     # One generator per epoch, seeded from (seed, epoch): a resumed run draws the same
     # shuffles and augmentations as an uninterrupted one.
     generator = torch.Generator().manual_seed(params.seed * 1_000_003 + epoch)
@@ -292,11 +301,13 @@ def _train_one_epoch(
     for begin in bar:
         index = order[begin : begin + params.batch_size]
         x = train.x[index].to(torch.float32)
-        x = augment_batch(x, params.augment, generator).to(device).contiguous(memory_format=fmt)
+        x = augment_batch(x, params.augment, generator)
+        x, mix = mix_batch(x, params.augment, generator)
+        x = x.to(device).contiguous(memory_format=fmt)
         y = train.y[index].to(device)
         lr_sum += optimizer.param_groups[0]["lr"]  # the rate this step uses
         steps += 1
-        loss, logits = train_step(model, x, y, params, optimizer, weights, scaler, offset)
+        loss, logits = train_step(model, x, y, params, optimizer, weights, scaler, offset, mix)
         if ema is not None:
             ema.update_parameters(model)
         if step_scheduler:

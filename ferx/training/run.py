@@ -83,6 +83,7 @@ def model_config(params: ModelParams, train: Split) -> ModelConfig:
         widths=tuple(params.widths),
         stem_width=params.stem_width,
         normalize=params.normalize,
+        attention=params.attention,
         mean=float(pixels.mean()),
         std=float(pixels.std()),
     )
