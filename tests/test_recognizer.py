@@ -80,6 +80,12 @@ def test_a_list_or_a_stacked_batch_gives_one_list_per_image_in_order(tmp_path, m
             assert len(faces) == 1 and _close(faces[0], alone)
 
 
+def test_an_empty_list_gives_an_empty_list_and_a_bad_margin_is_refused(model_path):
+    assert Recognizer(model_path).predict([]) == []
+    with pytest.raises(RecognizerError, match="margin must be between 0 and 1"):
+        Recognizer(model_path, margin=float("nan"))
+
+
 def test_whole_images_are_classified_without_detection(tmp_path, model_path):
     noise = np.random.default_rng(0).integers(0, 256, (120, 90), dtype=np.uint8)
     with pytest.raises(RecognizerError, match=r"the ndarray: no face found.*detect=False"):

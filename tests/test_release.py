@@ -39,7 +39,7 @@ def _fake_run(root, source: str = "real") -> None:
         path = root / paths.evaluation("improved", split)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(evaluation))
-        summary["improved"][split.split("_")[0]] = {"accuracy": accuracy}
+        summary["improved"][split.split("_")[0]] = {"accuracy": round(accuracy, 4)}  # as compare
     (root / paths.SUMMARY).write_text(json.dumps(summary))
     (root / paths.export_report("improved")).parent.mkdir(parents=True, exist_ok=True)
     (root / paths.export_report("improved")).write_text("{}")
@@ -151,3 +151,15 @@ def test_the_committed_release_holds_together():
     if release.released_model() is None:
         pytest.skip("no release committed yet (ferx-release makes one from a real run)")
     assert release.check_release() == []
+
+
+def test_a_failed_replacement_keeps_the_earlier_release(run, tmp_path):
+    target = tmp_path / "release"
+    release.make_release(run, run / "data/prepared", target)
+    before = (target / release.MANIFEST).read_text()
+    (run / paths.SUMMARY).write_text(json.dumps({"source": "real", "improved": {}}))
+    with pytest.raises(KeyError):  # a summary without the figures: fails mid-way
+        release.make_release(run, run / "data/prepared", target, overwrite=True)
+    assert (target / release.MANIFEST).read_text() == before
+    assert release.check_release(target) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -53,7 +53,7 @@ class Recognizer:
     def __init__(
         self, model: str | Path | None = None, detect: bool = True, margin: float = 0.2
     ) -> None:
-        from ferx.deploy.predict import DEFAULT_MODELS, default_model, load_any_model
+        from ferx.deploy.predict import DEFAULT_MODELS, MARGIN_RANGE, default_model, load_any_model
 
         if model is None:
             model = default_model()
@@ -71,6 +71,9 @@ class Recognizer:
             self.model, self.meta = load_any_model(self.model_path)
         except UserError as exc:
             raise RecognizerError(str(exc)) from None
+        low, high = MARGIN_RANGE
+        if not low <= margin <= high:  # also refuses nan
+            raise RecognizerError(f"margin must be between {low:g} and {high:g}, got {margin}")
         self.detect, self.margin = detect, margin
 
     def predict(self, images: Any) -> list[Face] | list[list[Face]]:
@@ -80,6 +83,8 @@ class Recognizer:
             isinstance(images, np.ndarray) and _is_array_batch(images)
         )
         items = list(images) if batch else [images]
+        if not items:
+            return []
         found = [self._faces(image, index if batch else None) for index, image in enumerate(items)]
         crops = [face for faces in found for face, _ in faces]
         probabilities = self._probabilities(np.stack(crops))  # every image has a face
@@ -131,7 +136,10 @@ def _gray(image: Any, name: str) -> np.ndarray:
         except (UnidentifiedImageError, OSError, ValueError):
             raise RecognizerError(f"{name}: not a readable image") from None
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("L"))
+        try:
+            return np.asarray(image.convert("L"))
+        except (OSError, ValueError) as exc:
+            raise RecognizerError(f"{name}: cannot be read as an image ({exc})") from None
     if isinstance(image, np.ndarray):
         return _gray_array(image, name)
     raise RecognizerError(

@@ -18,7 +18,6 @@ import hashlib
 import json
 import shutil
 import sys
-import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ferx import paths
+from ferx.atomic import atomic_dir
 from ferx.data.splits import load_split
 from ferx.errors import UserError
 from ferx.labels import CLASS_NAMES
@@ -110,6 +110,11 @@ def make_release(
         evaluation = json.loads(path.read_text())
         _, labels = load_split(prepared_dir / f"{split}.npz")
         predicted = np.frombuffer(evaluation["predicted"].encode(), np.uint8) - ord("0")
+        if len(predicted) != len(labels):
+            raise ReleaseError(
+                f"{path}: {len(predicted)} faces evaluated, {len(labels)} in {prepared_dir}: "
+                "the evaluation is of other data; rerun `dvc repro`"
+            )
         if split == "private_test":
             _same_predictions(model, prepared_dir / f"{split}.npz", predicted)
         figures[split] = interval(labels, predicted.astype(np.int64))
@@ -125,9 +130,7 @@ def make_release(
         "figures": figures,
         "files": {},
     }
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".release-") as tmp:
-        staging = Path(tmp) / "release"
-        staging.mkdir()
+    with atomic_dir(target) as staging:  # the old release stays until the new one checks out
         shutil.copyfile(model, staging / MODEL)
         shutil.copyfile(root / paths.SUMMARY, staging / "summary.json")
         for split, path in evaluations.items():
@@ -136,9 +139,9 @@ def make_release(
         for file in sorted(staging.iterdir()):
             manifest["files"][file.name] = sha256(file)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.replace(target)
+        problems = check_release(staging)
+        if problems:
+            raise ReleaseError("the release does not hold together: " + "; ".join(problems))
     return manifest
 
 
@@ -231,8 +234,8 @@ def check_release(folder: Path | None = None) -> list[str]:
     for split, title in SPLITS.items():
         figures = manifest["figures"][split]
         evaluation = json.loads((folder / f"evaluation_{split}.json").read_text())
-        stated = summary[RELEASED_MODEL][split.split("_")[0]]["accuracy"]
-        if not (evaluation["accuracy"] == figures["accuracy"] == stated):
+        stated = summary[RELEASED_MODEL][split.split("_")[0]]["accuracy"]  # 4 places
+        if evaluation["accuracy"] != figures["accuracy"] or round(figures["accuracy"], 4) != stated:
             problems.append(
                 f"{split}: accuracy {figures['accuracy']} in {MANIFEST}, "
                 f"{evaluation['accuracy']} in its evaluation, {stated} in summary"
