@@ -19,20 +19,21 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from typing import Any
 
 import torch
+from bench_train import steps_per_second
 
 from ferx.analysis.cost import count_flops
 from ferx.cpu import describe_cpu
-from ferx.models import ModelConfig, build_model
+from ferx.models import build_model
 from ferx.models.inference import memory_format
 from ferx.params import RuntimeParams, TrainParams, load_params
 from ferx.training.augment import augment_batch, mix_batch
 from ferx.training.loop import train_step
 from ferx.training.optim import make_ema, make_optimizer
 from ferx.training.precision import resolve_precision
+from ferx.training.run import model_config
 
 TRAINING_FACES = 28_709  # FER2013's Training split
 
@@ -61,17 +62,6 @@ def with_options(train: TrainParams, options: dict[str, Any]) -> TrainParams:
     return TrainParams.model_validate(raw)
 
 
-def model_config(train: TrainParams) -> ModelConfig:
-    m = train.model
-    return ModelConfig(
-        arch=m.arch,
-        widths=tuple(m.widths),
-        stem_width=m.stem_width,
-        normalize=m.normalize,
-        attention=m.attention,
-    )
-
-
 def step_rate(train: TrainParams, runtime: RuntimeParams, seconds: float) -> float:
     """Training images/s of the loop's step for `train` (precision resolved as the loop does)."""
     train = train.model_copy(
@@ -79,7 +69,7 @@ def step_rate(train: TrainParams, runtime: RuntimeParams, seconds: float) -> flo
     )
     torch.manual_seed(0)
     fmt = memory_format(runtime.memory_format)
-    model = build_model(model_config(train)).to(memory_format=fmt).train()
+    model = build_model(model_config(train.model)).to(memory_format=fmt).train()
     optimizer = make_optimizer(model, train)
     ema = make_ema(model, train.ema, train.ema_warmup)
     images = torch.randint(0, 256, (8192, 1, 48, 48), dtype=torch.uint8)
@@ -96,13 +86,7 @@ def step_rate(train: TrainParams, runtime: RuntimeParams, seconds: float) -> flo
         if ema is not None:
             ema.update_parameters(model)
 
-    for i in range(3):
-        step(i * batch)
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step(done)
-        done += batch
-    return done / (time.perf_counter() - start)
+    return steps_per_second(step, batch, seconds) * batch
 
 
 def main() -> None:
@@ -141,7 +125,7 @@ def main() -> None:
     )
     for name in names:
         crop = trains[name].augment.crop or 48
-        model = build_model(model_config(trains[name])).eval()
+        model = build_model(model_config(trains[name].model)).eval()
         mflops = count_flops(model, side=crop) / 1e6
         ratio = median[name] / median["default"]
         fits = params.train.epochs * epoch["default"] / epoch[name]

@@ -68,6 +68,7 @@ from ferx.training.augment import augment_batch, mix_batch
 from ferx.training.loop import train_step
 from ferx.training.optim import make_ema, make_optimizer, make_scheduler
 from ferx.training.precision import resolve_precision
+from ferx.training.run import model_config
 
 TRAINING_FACES = 28_709  # FER2013's Training split
 TEST_FACES = 3_589  # PublicTest, and PrivateTest
@@ -111,12 +112,17 @@ def train_rate(
     model = build_model(_config(arch, widths)).to(memory_format=fmt)
     optimizer = make_optimizer(model, TrainParams())
     step = training_step(model, optimizer, batch, fmt, precision, AugmentParams())
+    return steps_per_second(step, batch, seconds) * batch
+
+
+def steps_per_second(step: Callable[[int], None], batch: int, seconds: float) -> float:
+    """`step(i)` (the batch starting at face i) timed for `seconds` after 3 warm-up steps."""
     for i in range(3):
         step(i * batch)
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        step(done)
-        done += batch
+        step(done * batch)
+        done += 1
     return done / (time.perf_counter() - start)
 
 
@@ -310,15 +316,7 @@ def profile_ops(train: TrainParams, runtime: RuntimeParams, steps: int) -> str:
 
 
 def _model_config(train: TrainParams) -> ModelConfig:
-    m = train.model
-    widths = tuple(m.widths)
-    return ModelConfig(
-        arch=m.arch,
-        widths=widths,
-        stem_width=m.stem_width,
-        normalize=m.normalize,
-        attention=m.attention,
-    )
+    return model_config(train.model)  # random faces: the default dataset statistics
 
 
 def _train_step_rate(train: TrainParams, runtime: RuntimeParams, seconds: float) -> float:
