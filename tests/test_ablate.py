@@ -469,6 +469,26 @@ def test_queue_status_keeps_every_task_of_a_name():
     ]
 
 
+def test_a_passing_queue_status_failure_is_retried_and_a_lasting_one_reported():
+    calls = []
+
+    def flaky(fail_times):
+        def status():
+            calls.append(1)
+            if len(calls) <= fail_times:
+                raise UserError("dvc queue status failed: ERROR: unexpected error - Expecting")
+            return subprocess.CompletedProcess([], 0, stdout=STATUS)
+
+        return status
+
+    assert queue.queue_tasks(attempts=3, pause=0, status=flaky(2)) == parse_status(STATUS)
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(UserError, match="queue status failed"):
+        queue.queue_tasks(attempts=3, pause=0, status=flaky(3))
+    assert len(calls) == 3
+
+
 class _Queue:
     """`dvc queue status` as a script of snapshots, one per poll (the last one repeats)."""
 

@@ -142,8 +142,22 @@ def parse_status(text: str) -> list[Task]:
     return [Task(row[0], row[1], row[-1]) for row in rows if len(row) >= 4]
 
 
-def queue_tasks() -> list[Task]:
-    return parse_status(dvc("queue", "status").stdout)
+def queue_tasks(
+    attempts: int = 5,
+    pause: float = 1.0,
+    status: Callable[[], subprocess.CompletedProcess] = lambda: dvc("queue", "status"),
+) -> list[Task]:
+    """The queue's tasks. `dvc queue status` can fail for a moment while a worker writes its
+    task's JSON ("unexpected error - Expecting value: line 1 column 1", seen in CI): a failure
+    is retried `attempts` times, `pause` seconds apart, before it is the user's error."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return parse_status(status().stdout)
+        except UserError:
+            if attempt == attempts:
+                raise
+            time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def queue_runs(
