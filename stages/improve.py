@@ -48,8 +48,8 @@ def main(params: Params) -> None:
         logit_offset=improve.loss_tau * log_prior if improve.loss_tau else None,
         sampling=improve.sampling,
         adjust=(
-            LogitAdjust(log_prior, improve.adjust_max_accuracy_drop)
-            if improve.logit_adjust == "tuned"
+            LogitAdjust(log_prior, improve.adjust_max_accuracy_drop, improve.logit_adjust)
+            if improve.logit_adjust != "none"
             else None
         ),
         extra_metrics={

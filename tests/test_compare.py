@@ -77,9 +77,17 @@ def test_the_note_says_which_epoch_and_metric_chose_the_improved_model(metric, b
     adjusted = {**kept, "logit_adjustment": {"tau": 0.65}}
     assert selection_note(adjusted) == (
         "The improved model is the starting baseline (epoch 0): no improve epoch beat it on "
-        f"PublicTest {METRIC_WORDS[metric]}, then its logits adjusted by minus 0.65 x log prior "
+        f"PublicTest {METRIC_WORDS[metric]}, then its logits adjusted: minus 0.65 x log prior "
         "(tau chosen on PublicTest macro-F1); PrivateTest chose nothing."
     )
+    offsets = {"Angry": 0.0, "Disgust": 0.7, "Fear": -0.2}
+    biased = {**kept, "logit_adjustment": {"kind": "biases", "tau": 0.0, "offsets": offsets}}
+    assert selection_note(biased).endswith(
+        "then its logits adjusted: plus per-class offsets Disgust +0.7, Fear -0.2 (chosen on "
+        "PublicTest macro-F1); PrivateTest chose nothing."
+    )
+    unmoved = {**kept, "logit_adjustment": {"kind": "biases", "tau": 0.0, "offsets": {"Fear": 0}}}
+    assert "adjusted" not in selection_note(unmoved)  # all offsets 0: the model as it was
     # init: scratch has no starting weights to count (the metrics carry no kept_start)
     scratch = {"select_metric": f"public {metric}", "best_epoch": best_epoch}
     assert selection_note(scratch) == (

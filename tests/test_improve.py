@@ -9,6 +9,7 @@ import yaml
 
 from ferx.cpu import cpu_features, cpu_model
 from ferx.data.splits import load_split
+from ferx.labels import CLASS_NAMES
 from ferx.models.checkpoint import load_model
 from ferx.training.precision import resolve_precision
 from tests.conftest import PROJECT_ROOT, run_stage
@@ -286,3 +287,27 @@ def test_improve_with_a_logit_adjusted_loss_balanced_draws_and_a_tuned_tau(train
     counts = np.bincount(y, minlength=7)
     log_prior = torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32)
     torch.testing.assert_close(moved, -tau * log_prior, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_improve_with_per_class_offsets_writes_them_into_the_head(trained):
+    params = {**TINY, "improve": {"epochs": 0, "logit_adjust": "biases",
+                                  "adjust_max_accuracy_drop": 1.0}}  # fmt: skip
+    result = run_stage("improve", trained, params)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((trained / "metrics/improve.json").read_text())
+    adjustment = metrics["logit_adjustment"]
+    assert adjustment["kind"] == "biases" and "logit adjustment per-class offsets" in result.stdout
+    offsets = torch.tensor([adjustment["offsets"][name] for name in CLASS_NAMES])
+    baseline, _ = load_model(trained / "models/baseline.pt")
+    improved, _ = load_model(trained / "models/improved.pt")
+    for key, tensor in baseline.state_dict().items():
+        if key != "head.bias":
+            assert torch.equal(tensor, improved.state_dict()[key]), key
+    moved = improved.state_dict()["head.bias"] - baseline.state_dict()["head.bias"]
+    torch.testing.assert_close(moved, offsets, atol=1e-5, rtol=1e-5)
+    # the saved model carries the offsets: its PublicTest figures are the chosen ones
+    assert metrics["public"]["macro_f1"] == pytest.approx(
+        adjustment["public_after"]["macro_f1"], abs=1e-6
+    )
+    assert adjustment["public_after"]["macro_f1"] >= adjustment["public_before"]["macro_f1"]

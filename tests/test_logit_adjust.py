@@ -10,7 +10,14 @@ from ferx.labels import NUM_CLASSES
 from ferx.metrics import summary_metrics
 from ferx.models import ModelConfig, build_model
 from ferx.params import TrainParams
-from ferx.training.logit_adjust import TAU_GRID, add_to_head, adjusted, choose_tau
+from ferx.training.logit_adjust import (
+    OFFSET_GRID,
+    TAU_GRID,
+    add_to_head,
+    adjusted,
+    choose_offsets,
+    choose_tau,
+)
 from ferx.training.loop import epoch_order, shuffled, train_step
 
 PRIOR = torch.tensor([0.14, 0.015, 0.14, 0.25, 0.17, 0.11, 0.175])
@@ -60,6 +67,44 @@ def test_tau_stays_0_when_no_adjustment_helps_and_obeys_the_accuracy_floor():
         choose_tau(logits, labels, LOG_PRIOR, 0.0).tau
         != choose_tau(logits, labels, LOG_PRIOR, 1.0).tau
     )  # the floor binds in this case
+
+
+def test_per_class_offsets_undo_a_prior_that_hides_the_rare_classes():
+    logits, labels = _faces_seen_through_the_prior(1.5)
+    choice = choose_offsets(logits, labels, max_accuracy_drop=1.0)
+    assert choice.before["macro_f1"] < 1.0 and choice.after["macro_f1"] == 1.0
+    shifted = logits + torch.tensor(choice.offsets)
+    assert summary_metrics(shifted, labels)["macro_f1"] == 1.0  # the figures are the model's
+    assert all(v in OFFSET_GRID for v in choice.offsets)
+    rare = int(PRIOR.argmin())
+    assert choice.offsets[rare] == max(choice.offsets)  # the rarest class is raised most
+
+
+def test_offsets_stay_zero_when_nothing_helps_and_each_is_the_best_given_the_others():
+    labels = torch.arange(NUM_CLASSES).repeat(20)
+    perfect = 5 * F.one_hot(labels, NUM_CLASSES).float()
+    choice = choose_offsets(perfect, labels, 1.0)
+    assert choice.offsets == [0.0] * NUM_CLASSES and choice.rounds == 1
+
+    rng = torch.Generator().manual_seed(3)
+    logits, labels = _faces_seen_through_the_prior(0.6, n=900, seed=1)
+    logits = logits + torch.randn(logits.shape, generator=rng)
+    for drop in (0.0, 0.01):
+        choice = choose_offsets(logits, labels, drop, rounds=20)
+        before = summary_metrics(logits, labels)
+        after = summary_metrics(logits + torch.tensor(choice.offsets), labels)
+        assert choice.before["macro_f1"] == pytest.approx(before["macro_f1"])
+        assert after["macro_f1"] == pytest.approx(choice.after["macro_f1"])
+        assert after["macro_f1"] > before["macro_f1"]
+        assert after["accuracy"] >= before["accuracy"] - drop - 1e-12  # the floor holds
+        # converged: no single class's grid value does better within the floor
+        for c in range(NUM_CLASSES):
+            for value in OFFSET_GRID:
+                candidate = torch.tensor(choice.offsets)
+                candidate[c] = value
+                found = summary_metrics(logits + candidate, labels)
+                if found["accuracy"] >= before["accuracy"] - drop - 1e-12:
+                    assert found["macro_f1"] <= after["macro_f1"] + 1e-9, (drop, c, value)
 
 
 @pytest.mark.parametrize("arch", ["mini_xception", "baseline_cnn", "resnet18"])

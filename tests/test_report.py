@@ -291,6 +291,10 @@ def test_kept_start_is_said_plainly_and_a_real_run_has_no_warning(tmp_path):
         assert "equal for that reason" not in page and "equals `baseline`" not in card
         assert "minus 0.85 x log prior" in page and "minus 0.85 x log prior" in card
     assert "starting model with its logits adjusted" in build_report(tmp_path / "c")[0]
+    improve["logit_adjustment"] = {"kind": "biases", "tau": 0.0, "offsets": {"Disgust": 0.4}}
+    (tmp_path / "d/metrics/improve.json").write_text(json.dumps(improve))
+    page, card = build_report(tmp_path / "d")[0], model_card(tmp_path / "d")
+    assert "per-class offsets Disgust +0.4" in page and "per-class offsets Disgust +0.4" in card
 
 
 def test_a_missing_or_stale_file_is_an_error_naming_it(tmp_path):

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ferx import paths
+from ferx.analysis.adjustment import adjustment_phrase
 from ferx.cpu import machine_label
 from ferx.labels import CLASS_NAMES, EVAL_SPLITS, SPLIT_TITLES
 
@@ -123,11 +124,8 @@ def selection_note(improve_run: dict[str, Any]) -> str:
     else:
         start = " (the starting baseline counted as epoch 0)" if "kept_start" in improve_run else ""
         kept = f"improve's epoch {improve_run['best_epoch']}, chosen on {chosen_on}{start}"
-    if tau := (improve_run.get("logit_adjustment") or {}).get("tau"):
-        kept += (
-            f", then its logits adjusted by minus {tau:g} x log prior (tau chosen on "
-            f"{SPLITS[short][1]} macro-F1)"
-        )
+    if phrase := adjustment_phrase(improve_run.get("logit_adjustment")):
+        kept += f", then its logits adjusted: {phrase}"
     return f"The improved model is {kept}; {others} chose nothing."
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ferx import paths
+from ferx.analysis.adjustment import adjustment_phrase
 from ferx.analysis.report import MODELS, trained_how
 from ferx.analysis.run_files import RunFiles
 from ferx.labels import CLASS_NAMES
@@ -124,9 +125,9 @@ def model_card(root: str | Path = ".") -> str:
         "about facial-expression recognition; rerun `dvc repro` with FER2013 in `data/raw/`.\n"
     )
     b, i = summary["baseline"], summary["improved"]
-    tau = (improve.get("logit_adjustment") or {}).get("tau", 0)
-    adjusted = f", then its logits adjusted (minus {tau:g} x log prior, tau chosen on PublicTest)"
-    if improve.get("kept_start") and not tau:
+    phrase = adjustment_phrase(improve.get("logit_adjustment"))
+    adjusted = f", then its logits adjusted ({phrase})"
+    if improve.get("kept_start") and not phrase:
         kept = (
             "the improve stage kept its starting model (no retrained epoch beat it on "
             "PublicTest), so `improved` equals `baseline`"
@@ -135,7 +136,7 @@ def model_card(root: str | Path = ".") -> str:
         kept = "the improve stage kept its starting model" + adjusted
     else:
         kept = f"improve kept epoch {improve['best_epoch']} of {improve['epochs_run']}"
-        kept += adjusted if tau else ""
+        kept += adjusted if phrase else ""
     hows = {model: trained_how(run) for model, run in (("baseline", train), ("improved", improve))}
     if hows["baseline"] and hows["baseline"] == hows["improved"]:
         how = f"both {hows['baseline']}"

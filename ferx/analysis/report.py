@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ferx import paths
+from ferx.analysis.adjustment import adjustment_phrase
 from ferx.analysis.markdown_html import inline_markdown, markdown_to_html
 from ferx.analysis.report_style import STYLE
 from ferx.analysis.run_files import ReportError, RunFiles
@@ -212,11 +213,11 @@ def _improve(src: RunFiles) -> str:
     start = len(src.read)
     improve = src.json(paths.IMPROVE.metrics_path)
     compare = src.json(paths.COMPARE)
-    tau = (improve.get("logit_adjustment") or {}).get("tau", 0)
-    if improve.get("kept_start") and tau:
+    phrase = adjustment_phrase(improve.get("logit_adjustment"))
+    if improve.get("kept_start") and phrase:
         kept = (
             "<p class='note'><b>The improved model is the starting model with its logits "
-            f"adjusted</b> (minus {tau:g} x log prior, tau chosen on PublicTest macro-F1): no "
+            f"adjusted</b> ({_e(phrase)}): no "
             f"improve epoch beat it on PublicTest {_e(improve['select_metric'].split()[-1])}"
             f"{' (none ran)' if not improve.get('epochs_run') else ''}.</p>"
         )
@@ -230,7 +231,7 @@ def _improve(src: RunFiles) -> str:
         kept = (
             f"<p>Kept improve epoch {improve['best_epoch']} of {improve['epochs_run']}, the "
             f"best {_e(improve['select_metric'])}"
-            + (f", then its logits adjusted (minus {tau:g} x log prior)" if tau else "")
+            + (f", then its logits adjusted ({_e(phrase)})" if phrase else "")
             + ".</p>"
         )
     settings = (

@@ -435,7 +435,8 @@ def markdown(spec: Spec, records: list[dict[str, Any]]) -> str:
                     "paired bootstrap of faces and seeds that recomputes macro-F1 from each "
                     "face's predicted class) where the labels were at hand; a row that chose "
                     "something on PublicTest itself (improve.logit_adjust: tuned picks tau "
-                    "there) has an in-sample, optimistic PublicTest gain: its PrivateTest gain "
+                    "there, biases seven offsets) has an in-sample, optimistic PublicTest gain: "
+                    "its PrivateTest gain "
                     "says how much holds. Recall: PrivateTest's, of Disgust and Fear."
                 ]
                 if gains

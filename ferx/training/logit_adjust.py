@@ -1,5 +1,6 @@
-"""Post-hoc logit adjustment (Menon et al. 2021): logits - tau * log prior, tau chosen on
-PublicTest, written into the model's head biases.
+"""Post-hoc logit adjustment, written into the model's head biases: `tuned` (Menon et al.
+2021) subtracts tau * log prior, tau chosen on PublicTest; `biases` adds one offset per class,
+the seven chosen together on PublicTest (a per-class decision threshold, in logit units).
 
 Subtracting tau * log prior lowers the frequent classes' logits against the rare ones; tau 0
 is the model as it was. Every network's head ends in a bias followed only by linear maps
@@ -13,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from ferx.labels import EVAL_SPLITS
+from ferx.labels import CLASS_NAMES, EVAL_SPLITS, NUM_CLASSES
 from ferx.metrics import summary_metrics
 
 TAU_GRID = tuple(round(0.05 * i, 2) for i in range(61))  # 0, 0.05, ..., 3
@@ -56,6 +58,73 @@ def choose_tau(
     return TauChoice(best["tau"], scanned)
 
 
+OFFSET_GRID = tuple(round(0.1 * i, 1) for i in range(-20, 21))  # -2, -1.9, ..., 2
+OFFSET_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class OffsetChoice:
+    offsets: list[float]  # per class, in CLASS_NAMES order
+    before: dict[str, float]  # PublicTest accuracy and macro-F1 with no offsets
+    after: dict[str, float]  # the same with the chosen offsets
+    rounds: int  # passes over the classes that ran
+
+
+def _accuracy_and_macro_f1(predicted: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """As summary_metrics computes them (macro-F1 over all classes, 0 where undefined)."""
+    counts = np.bincount(labels * NUM_CLASSES + predicted, minlength=NUM_CLASSES**2)
+    confusion = counts.reshape(NUM_CLASSES, NUM_CLASSES)
+    hits = np.diag(confusion)
+    denominator = confusion.sum(0) + confusion.sum(1)  # 2TP + FP + FN
+    f1 = np.divide(2 * hits, denominator, out=np.zeros(NUM_CLASSES), where=denominator > 0)
+    return float(hits.sum() / len(labels)), float(f1.mean())
+
+
+def choose_offsets(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    max_accuracy_drop: float,
+    grid: tuple[float, ...] = OFFSET_GRID,
+    rounds: int = OFFSET_ROUNDS,
+) -> OffsetChoice:
+    """Per-class logit offsets with the best macro-F1 on (logits, labels), PublicTest's, among
+    those whose accuracy is at most `max_accuracy_drop` below the model's as it is: coordinate
+    ascent, each class in turn taking the value of `grid` best for macro-F1 with the others
+    held, for `rounds` passes or until a pass changes nothing. A class keeps its value unless
+    another does strictly better, so all zeros (the model as it is) stays when nothing helps."""
+    if 0.0 not in grid:
+        raise ValueError("the offset grid must hold 0 (the model as it is)")
+    # float32 and added to the logits, as the head's biases will add them
+    scores, truth = logits.float().numpy(), labels.numpy()
+    offsets = np.zeros(scores.shape[1], dtype=np.float32)
+
+    def score(candidate: np.ndarray) -> tuple[float, float]:
+        return _accuracy_and_macro_f1((scores + candidate).argmax(1), truth)
+
+    start = score(offsets)
+    floor = start[0] - max_accuracy_drop - 1e-12
+    best_f1, passes = start[1], 0
+    while passes < rounds:
+        passes += 1
+        changed = False
+        for c in range(len(offsets)):
+            for value in grid:
+                candidate = offsets.copy()
+                candidate[c] = value
+                accuracy, f1 = score(candidate)
+                if accuracy >= floor and f1 > best_f1 + 1e-12:
+                    offsets, best_f1, changed = candidate, f1, True
+        if not changed:
+            break
+    end = score(offsets)
+    return OffsetChoice(
+        [round(float(v), 4) for v in offsets],
+        {"accuracy": start[0], "macro_f1": start[1]},
+        {"accuracy": end[0], "macro_f1": end[1]},
+        passes,
+    )
+
+
 def add_to_head(model: torch.nn.Module, offset: torch.Tensor) -> None:
     """Add a per-class offset to the logits the model computes, through its head biases."""
     bias = model.head.bias
@@ -65,16 +134,18 @@ def add_to_head(model: torch.nn.Module, offset: torch.Tensor) -> None:
 
 @dataclass(frozen=True)
 class LogitAdjust:
-    """improve.logit_adjust: tuned, and what it needs."""
+    """improve.logit_adjust (tuned or biases), and what it needs."""
 
     log_prior: torch.Tensor  # log of the Training class frequencies
     max_accuracy_drop: float  # improve.adjust_max_accuracy_drop
+    kind: str = "tuned"  # tuned: -tau * log prior; biases: one offset per class
 
 
 def adjust_logits(model, splits, adjust: LogitAdjust, runtime, name: str) -> dict[str, Any]:
-    """Choose tau on PublicTest for the model's logits, write -tau * log prior into its head,
-    and score the adjusted model: {"public": ..., "private": ... (as the loop's metrics),
-    "tau", "max_accuracy_drop", "public_before" (tau 0), "scanned"}."""
+    """Choose the adjustment on PublicTest for the model's logits, write it into its head, and
+    score the adjusted model: {"public": ..., "private": ... (as the loop's metrics), "kind",
+    "tau" (tuned; 0 for biases), "offsets" (biases: per class), "max_accuracy_drop",
+    "public_before" (the model as it was), "public_after", and tuned's "scanned"}."""
     from ferx.models.inference import predict_logits
 
     def logits_on(split: str) -> torch.Tensor:
@@ -83,23 +154,35 @@ def adjust_logits(model, splits, adjust: LogitAdjust, runtime, name: str) -> dic
         )
 
     public = EVAL_SPLITS["public"]
-    choice = choose_tau(
-        logits_on(public), splits[public].y, adjust.log_prior, adjust.max_accuracy_drop
-    )
-    add_to_head(model, -choice.tau * adjust.log_prior)
+    public_logits, public_labels = logits_on(public), splits[public].y
+    record: dict[str, Any] = {"kind": adjust.kind, "max_accuracy_drop": adjust.max_accuracy_drop}
+    if adjust.kind == "biases":
+        offsets = choose_offsets(public_logits, public_labels, adjust.max_accuracy_drop)
+        add_to_head(model, torch.tensor(offsets.offsets, dtype=torch.float32))
+        before, after = offsets.before, offsets.after
+        chosen = ", ".join(
+            f"{n} {v:+.1f}" for n, v in zip(CLASS_NAMES, offsets.offsets, strict=True) if v
+        )
+        what = f"per-class offsets ({chosen or 'none'})"
+        record |= {
+            "tau": 0.0,
+            "offsets": dict(zip(CLASS_NAMES, offsets.offsets, strict=True)),
+            "rounds": offsets.rounds,
+        }
+    else:
+        choice = choose_tau(
+            public_logits, public_labels, adjust.log_prior, adjust.max_accuracy_drop
+        )
+        add_to_head(model, -choice.tau * adjust.log_prior)
+        before, after = choice.at(0.0), choice.at(choice.tau)
+        what = f"tau {choice.tau:g}"
+        record |= {"tau": choice.tau, "scanned": choice.scanned}
     scored = {short: summary_metrics(logits_on(split), splits[split].y)
               for short, split in EVAL_SPLITS.items()}  # fmt: skip
-    before, after = choice.at(0.0), choice.at(choice.tau)
     print(
-        f"{name}: logit adjustment tau {choice.tau:g} (chosen on PublicTest macro-F1, accuracy "
-        f"at most {adjust.max_accuracy_drop:g} below tau 0's): public macro-F1 "
+        f"{name}: logit adjustment {what} (chosen on PublicTest macro-F1, accuracy at most "
+        f"{adjust.max_accuracy_drop:g} below the unadjusted model's): public macro-F1 "
         f"{before['macro_f1']:.4f} -> {after['macro_f1']:.4f}, accuracy "
         f"{before['accuracy']:.4f} -> {after['accuracy']:.4f}"
     )
-    return {
-        **scored,
-        "tau": choice.tau,
-        "max_accuracy_drop": adjust.max_accuracy_drop,
-        "public_before": before,
-        "scanned": choice.scanned,
-    }
+    return {**scored, **record, "public_before": before, "public_after": after}
