@@ -556,6 +556,19 @@ def test_a_worker_that_ends_while_runs_wait_is_replaced():
     assert restarts == []
 
 
+def test_polling_slows_while_nothing_changes_and_speeds_up_on_a_change(monkeypatch):
+    pauses = []
+    monkeypatch.setattr(queue.time, "sleep", pauses.append)
+    running, queued = [("t0", "r-0", "Running")], [("t0", "r-0", "Queued")]
+    queue_ = _Queue([running] * 4 + [[("t0", "r-0", "Success")]])
+    wait_for(["r-0"], set(), poll=2, max_poll=5, tasks=queue_)
+    assert pauses == [2, 3, 4.5, 5]  # each unchanged poll waits half as long again, up to 5
+    pauses.clear()
+    queue_ = _Queue([queued, queued, running, running, [("t0", "r-0", "Success")]])
+    wait_for(["r-0"], set(), poll=2, max_poll=5, tasks=queue_)
+    assert pauses == [2, 3, 2, 3]  # the change to Running starts over at `poll`
+
+
 def test_a_row_that_never_comes_back_is_reported_lost():
     queue_ = _Queue([[("t0", "r-0", "Success")]])
     states = wait_for(["r-0", "r-1"], set(), poll=0.01, lost_after=0.05, tasks=queue_)
