@@ -21,11 +21,13 @@ def to_face_array(image: Image.Image) -> np.ndarray:
 
 
 @functools.cache
-def _face_cascade():
-    """OpenCV's frontal-face Haar cascade, read from its XML file once per process (a video
-    asks for it on every frame)."""
-    import cv2
-
+def _opencv_cascade():
+    """OpenCV's frontal-face Haar cascade where OpenCV is installed (the pipeline's extras),
+    else None; read from its XML file once per process (a video asks on every frame)."""
+    try:
+        import cv2
+    except ImportError:
+        return None
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     if cascade.empty():
         raise RuntimeError(
@@ -35,12 +37,20 @@ def _face_cascade():
 
 
 def find_faces(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """(x, y, w, h) of every frontal face OpenCV's Haar cascade finds, largest first."""
-    cascade = _face_cascade()
+    """(x, y, w, h) of every frontal face the Haar cascade finds, largest first: OpenCV's
+    where it is installed, else the same cascade run with numpy (ferx.data.haar: about 7x
+    slower, the same boxes to a pixel or two), so that prediction needs no OpenCV."""
     side = min(gray.shape)
-    faces = cascade.detectMultiScale(
-        gray, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, side // 10),) * 2
-    )
+    min_size = max(24, side // 10)
+    cascade = _opencv_cascade()
+    if cascade is None:
+        from ferx.data.haar import detect
+
+        faces = detect(np.ascontiguousarray(gray, dtype=np.uint8), 1.1, 5, min_size)
+    else:
+        faces = cascade.detectMultiScale(
+            gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size)
+        )
     boxes = [tuple(int(v) for v in face) for face in faces]
     return sorted(boxes, key=lambda b: -b[2] * b[3])
 

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ferx.data.faces import IMAGE_SUFFIXES, faces_in
 from ferx.deploy.outputs import clashing_output, gradcam_targets, write_gradcam
-from ferx.errors import UserError
+from ferx.errors import MissingExtra, UserError, require
 from ferx.labels import CLASS_NAMES, IMAGE_SIDE
 from ferx.paths import model_file
 
@@ -105,6 +105,7 @@ def load_any_model(path: Path) -> tuple[Any, dict[str, Any]]:
 
         model = OnnxModel(path)
         return model, model.meta
+    require("torch", f"{path}: a PyTorch model file (its ONNX export does not)", "pipeline")
     from ferx.models.checkpoint import load_model
 
     return load_model(path)
@@ -174,6 +175,7 @@ def format_table(predictions: list[Prediction]) -> str:
 
 
 def predict_video(model, path: Path, args: argparse.Namespace) -> int:
+    require("cv2", "reading and writing videos", "video")
     from ferx.deploy.video import annotate_video
 
     summary = annotate_video(
@@ -258,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         return _error(clash)
     try:
         model, meta = load_any_model(model_path)
+    except MissingExtra as exc:
+        return _error(str(exc))
     except UserError as exc:
         return _error(f"{exc} (train one with `dvc repro`, or pass --model)")
     if meta.get("source") != "real":
