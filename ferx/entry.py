@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sys
 
-from ferx.errors import MissingExtra, require
+from ferx.extras import MissingExtra, require
 
 
-def _pipeline_main(module: str, tool: str):
+def _pipeline_main(module: str, tool: str, needs: tuple[str, ...]):
     try:
-        for needed in ("torch", "yaml", "dvc", "pydantic"):
+        for needed in needs:
             require(needed, tool, "pipeline")
     except MissingExtra as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -21,10 +21,11 @@ def _pipeline_main(module: str, tool: str):
 
 
 def ablate() -> int:
-    main = _pipeline_main("ferx.experiments.cli", "ferx-ablate")
+    needs = ("yaml", "dvc", "pydantic", "torch")
+    main = _pipeline_main("ferx.experiments.cli", "ferx-ablate", needs)
     return 2 if main is None else main()
 
 
 def release() -> int:
-    main = _pipeline_main("ferx.deploy.release", "ferx-release")
+    main = _pipeline_main("ferx.deploy.release", "ferx-release", ("yaml", "pydantic"))
     return 2 if main is None else main()

@@ -8,17 +8,3 @@ code that raises them; `cli` only needs this base, so a stage pays for no import
 
 class UserError(ValueError):
     """Bad input, a missing file or a checkpoint that does not fit: the message says which."""
-
-
-class MissingExtra(UserError):
-    """A feature whose packages this installation lacks (prediction alone installs no torch)."""
-
-
-def require(module: str, purpose: str, extra: str) -> None:
-    """Raise MissingExtra, naming the extra to install, when `module` cannot be imported."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise MissingExtra(
-            f"{purpose} needs {module}, which this installation lacks: pip install 'ferx[{extra}]'"
-        )

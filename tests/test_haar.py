@@ -54,12 +54,14 @@ def test_noise_and_flat_images_hold_no_face_and_bad_input_is_refused():
     assert haar.detect(np.zeros((10, 10), np.uint8)) == []  # smaller than one window
     with pytest.raises(ValueError, match="2-D uint8"):
         haar.detect(np.zeros((50, 50, 3), np.uint8))
+    with pytest.raises(ValueError, match="above 1"):
+        haar.detect(noise, scale_factor=1.0)
 
 
-def test_the_resize_is_opencvs_bilinear_to_a_grey_level():
+def test_the_resize_is_opencvs_bilinear_to_a_grey_level():  # the cascade's: LINEAR_EXACT
     gray = _photo(0)
     for width, height in ((210, 150), (191, 136), (37, 26), (420, 300)):
-        theirs = cv2.resize(gray, (width, height), interpolation=cv2.INTER_LINEAR)
+        theirs = cv2.resize(gray, (width, height), interpolation=cv2.INTER_LINEAR_EXACT)
         ours = haar.shrink(gray, width, height)
         assert ours.shape == theirs.shape
         assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1

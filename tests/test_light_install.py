@@ -80,7 +80,7 @@ def test_the_wheel_without_extras_predicts_with_onnx_and_installs_no_torch(tmp_p
     torch_model = _run([str(bin_dir / "ferx-predict"), "photo.png", "--model", "m.pt"],
                        cwd=tmp_path, env=env)  # fmt: skip
     assert torch_model.returncode == 2
-    assert "needs torch" in torch_model.stderr and "ferx[pipeline]" in torch_model.stderr
+    assert "needs torch" in torch_model.stderr and "pipeline extra" in torch_model.stderr
     ablate = _run([str(bin_dir / "ferx-ablate"), "x.yaml"], cwd=tmp_path, env=env)
     assert ablate.returncode == 2 and ablate.stderr.startswith("error: ferx-ablate needs")
     size = sum(p.stat().st_size for p in venv.rglob("*") if p.is_file()) / 2**20

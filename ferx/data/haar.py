@@ -49,18 +49,18 @@ def load_cascade(path: Path = CASCADE_FILE) -> tuple[Stage, ...]:
     if root is None or root.findtext("featureType", "").strip() != "HAAR":
         raise ValueError(f"{path}: not an OpenCV HAAR cascade")
     features = []
-    for feature in root.find("features") or []:
-        rects = [_numbers(r) for r in feature.find("rects") or []]
+    for feature in root.iterfind("features/_"):
+        rects = [_numbers(r) for r in feature.iterfind("rects/_")]
         if feature.findtext("tilted", "0").strip() not in ("0", ""):
             raise ValueError(f"{path}: tilted features are not supported")
         rects += [[0, 0, 0, 0, 0.0]] * (3 - len(rects))
         features.append(rects)
     table = np.array(features, dtype=np.float64)  # (features, 3, 5)
     stages = []
-    for stage in root.find("stages") or []:
+    for stage in root.iterfind("stages/_"):
         stumps = [
             (_numbers(weak.find("internalNodes")), _numbers(weak.find("leafValues")))
-            for weak in stage.find("weakClassifiers") or []
+            for weak in stage.iterfind("weakClassifiers/_")
         ]
         if any(len(nodes) != 4 or len(leaves) != 2 for nodes, leaves in stumps):
             raise ValueError(f"{path}: only stump cascades are supported")
@@ -85,20 +85,22 @@ def _round(value: float) -> int:
 def scales(image_size: tuple[int, int], scale_factor: float, min_size: int) -> list[np.float32]:
     """The window scales cv2 scans: powers of scale_factor whose window fits the image (width,
     height), without those below min_size."""
+    if not scale_factor > 1:
+        raise ValueError(f"scale_factor must be above 1, got {scale_factor}")
     found, factor = [], 1.0
     while True:
         side = _round(WINDOW * factor)
         if side > image_size[0] or side > image_size[1]:
             return found
-        scale = np.float32(factor)
-        if _round(WINDOW * float(scale)) >= min_size:
-            found.append(scale)
+        if side >= min_size:
+            found.append(np.float32(factor))
         factor *= scale_factor
 
 
 def shrink(gray: np.ndarray, width: int, height: int) -> np.ndarray:
     """Bilinear resize to (width, height), pixel centres aligned, borders replicated, as
-    cv2.resize's INTER_LINEAR computes it (in floating point)."""
+    the cascade's cv2.resize (INTER_LINEAR_EXACT) computes it, in floating point rather than
+    its fixed point: a pixel may differ by one grey level."""
     if (width, height) == (gray.shape[1], gray.shape[0]):
         return gray
 
@@ -113,8 +115,7 @@ def shrink(gray: np.ndarray, width: int, height: int) -> np.ndarray:
 
     y0, y1, fy = taps(gray.shape[0], height)
     x0, x1, fx = taps(gray.shape[1], width)
-    image = gray.astype(np.float64)
-    rows = image[y0] * (1 - fy)[:, None] + image[y1] * fy[:, None]
+    rows = gray[y0].astype(np.float64) * (1 - fy)[:, None] + gray[y1] * fy[:, None]
     out = rows[:, x0] * (1 - fx) + rows[:, x1] * fx
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
@@ -191,7 +192,7 @@ def _windows_at(gray: np.ndarray, scale: np.float32, stages: tuple[Stage, ...]) 
         if not len(alive):
             return []
         alive = alive[_stage_passes(stage, flat, stride, corners[alive], norm[alive])]
-    side = _round(WINDOW * float(scale))
+    side = _round(np.float32(WINDOW) * scale)  # cv2: in float32
     found_y, found_x = np.divmod(alive, len(xs))
     return [  # cv2 multiplies in float32
         (_round(np.float32(xs[i]) * scale), _round(np.float32(ys[j]) * scale), side, side)

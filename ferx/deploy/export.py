@@ -39,7 +39,7 @@ def export_onnx(model, path: str | Path, meta: dict[str, Any] | None = None) -> 
     except ImportError as exc:
         raise OnnxModelError(
             f"ONNX export needs the onnx and onnxscript packages ({exc}); reinstall with "
-            "`pip install -e .`"
+            '`pip install -e ".[pipeline]"`'
         ) from None
     arch = getattr(getattr(model, "config", None), "arch", type(model).__name__)
     example = torch.zeros(2, 1, IMAGE_SIDE, IMAGE_SIDE)

@@ -4,11 +4,12 @@
                  [--gradcam out.png]
     ferx-predict clip.mp4 [--video-out annotated.mp4] [--csv timeline.csv] [--every N]
 
-Images that are not already 48x48 crops get their largest face found first (OpenCV's Haar
-cascade, shipped inside the opencv-python-headless wheel), cropped with a margin, then
-classified like the training data (grayscale, 48x48). In a video every face of every frame is
-found, classified, boxed and labelled. `--model` takes a `.pt` model file or its ONNX export
-(`models/*.onnx`, run with ONNX Runtime: same predictions, no PyTorch needed at inference).
+Images that are not already 48x48 crops get their largest face found first (OpenCV's
+frontal-face Haar cascade: OpenCV's own code where it is installed, else ferx.data.haar),
+cropped with a margin, then classified like the training data (grayscale, 48x48). In a
+video (OpenCV needed) every face of every frame is found, classified, boxed and labelled.
+`--model` takes a `.pt` model file (PyTorch needed) or its ONNX export (`models/*.onnx`, run
+with ONNX Runtime: same predictions, no PyTorch needed at inference).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ferx.data.faces import IMAGE_SUFFIXES, faces_in
 from ferx.deploy.outputs import clashing_output, gradcam_targets, write_gradcam
-from ferx.errors import MissingExtra, UserError, require
+from ferx.errors import UserError
+from ferx.extras import MissingExtra, require
 from ferx.labels import CLASS_NAMES, IMAGE_SIDE
 from ferx.paths import model_file
 
@@ -105,7 +107,7 @@ def load_any_model(path: Path) -> tuple[Any, dict[str, Any]]:
 
         model = OnnxModel(path)
         return model, model.meta
-    require("torch", f"{path}: a PyTorch model file (its ONNX export does not)", "pipeline")
+    require("torch", f"{path}: a .pt model (an .onnx export would not)", "pipeline")
     from ferx.models.checkpoint import load_model
 
     return load_model(path)
