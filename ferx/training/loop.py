@@ -24,6 +24,7 @@ from ferx.models.inference import memory_format, predict_logits
 from ferx.params import RuntimeParams, TrainParams
 from ferx.training.augment import Mix, augment_batch, mix_batch
 from ferx.training.device import choose_device, deterministic_cuda
+from ferx.training.distill import Distill, soft_loss, teacher_logits
 from ferx.training.optim import make_ema, make_optimizer, make_scheduler
 from ferx.training.precision import (
     AUTOCAST_DTYPES,
@@ -31,7 +32,7 @@ from ferx.training.precision import (
     resolve_precision,
 )
 from ferx.training.progress import live_log, log_epoch, open_live
-from ferx.training.resume import fingerprint, resume_or_start
+from ferx.training.resume import fingerprint, resume_or_start, state_digest
 from ferx.training.run_spec import FitResult, RunSpec, Split
 
 
@@ -66,9 +67,17 @@ def _fit_on(device, model, splits, params, spec, runtime) -> FitResult:
     weights = spec.class_weights.to(device) if spec.class_weights is not None else None
     offset = spec.logit_offset.to(device) if spec.logit_offset is not None else None
     draw = epoch_order(train.y, spec.sampling)
+    if spec.distill is not None:
+        spec.distill.teacher.to(device, memory_format=memory_format(runtime.memory_format))
+        spec.distill.teacher.requires_grad_(False)
     if spec.init_state_dict is not None:
         model.load_state_dict(spec.init_state_dict)
-    key = fingerprint(params, splits, model.state_dict(), spec.fingerprint_extra)
+    extra = spec.fingerprint_extra
+    if spec.distill is not None:  # a distilled run's checkpoint is another run's to a plain one
+        d = spec.distill
+        teacher = {"teacher": state_digest(d.teacher.state_dict()), "temperature": d.temperature}
+        extra = {**extra, "distill": {**teacher, "soft_weight": d.soft_weight}}
+    key = fingerprint(params, splits, model.state_dict(), extra)
     state = resume_or_start(spec, key, model, optimizer, scheduler)
     state.setdefault("sittings", [])
     if spec.sitting is not None and state["epoch"] < params.epochs:
@@ -116,6 +125,7 @@ def _fit_on(device, model, splits, params, spec, runtime) -> FitResult:
             scaler,
             offset,
             draw,
+            spec.distill,
         )
         row |= _evaluate(scored, splits, runtime, device)
         row["seconds"] = time.perf_counter() - epoch_start
@@ -231,14 +241,17 @@ def train_step(
     scaler: torch.amp.GradScaler | None = None,
     offset: torch.Tensor | None = None,
     mix: Mix | None = None,
+    soft: tuple[torch.Tensor, Distill] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a batch already augmented and on the device: the forward pass
     under autocast in `params.precision` (resolved: fp32, bf16 or fp16), the label-smoothed
     (class-weighted) loss in float32, backward, the optimizer step (through the fp16 gradient
     scaler when it is on). `offset` (per class) is added to the logits in the loss only: a
     logit-adjusted loss. `mix` (a mixup or CutMix batch) mixes the loss of each face's two
-    labels by its weight. Returns the loss and the float32 logits. The loop and the
-    benchmarks (bench/bench_train.py, bench/gpu_check.py) run this very step."""
+    labels by its weight. `soft` (the teacher's logits for this batch, and the Distill) makes
+    the loss soft_weight x the distillation loss + (1 - soft_weight) x that one. Returns the
+    loss and the float32 logits. The loop and the benchmarks (bench/bench_train.py,
+    bench/gpu_check.py) run this very step."""
     dtype = AUTOCAST_DTYPES.get(params.precision)
     with torch.autocast(x.device.type, dtype or torch.bfloat16, enabled=dtype is not None):
         logits = model(x)
@@ -249,6 +262,12 @@ def train_step(
         partner_y = y[mix.partner.to(y.device)]
         loss = mix.weight * loss + (1 - mix.weight) * F.cross_entropy(
             trained, partner_y, weight=weights, label_smoothing=params.label_smoothing
+        )
+    if soft is not None:
+        targets, distill = soft
+        loss = (
+            distill.soft_weight * soft_loss(logits, targets, distill.temperature)
+            + (1 - distill.soft_weight) * loss
         )
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():
@@ -276,9 +295,11 @@ def _train_one_epoch(
     scaler=None,
     offset=None,
     draw=None,
+    distill=None,
 ):
     """One epoch: the training set shuffled (or drawn class-balanced: `draw`) and augmented,
-    as many faces as it holds. Returns the epoch's mean learning
+    as many faces as it holds; with `distill`, the teacher's logits on each batch as it is
+    trained on join the loss. Returns the epoch's mean learning
     rate, its objective (label-smoothed, class-weighted in improve, label-mixed under mixup or
     CutMix: what is minimised), and plain cross-entropy and accuracy on the same batches against
     each face's own label (under mixing, the label of the face its pixels mostly came from
@@ -307,7 +328,13 @@ def _train_one_epoch(
         y = train.y[index].to(device)
         lr_sum += optimizer.param_groups[0]["lr"]  # the rate this step uses
         steps += 1
-        loss, logits = train_step(model, x, y, params, optimizer, weights, scaler, offset, mix)
+        soft = None
+        if distill is not None:
+            dtype = AUTOCAST_DTYPES.get(params.precision)
+            soft = (teacher_logits(distill.teacher, x, dtype), distill)
+        loss, logits = train_step(
+            model, x, y, params, optimizer, weights, scaler, offset, mix, soft
+        )
         if ema is not None:
             ema.update_parameters(model)
         if step_scheduler:

@@ -71,6 +71,9 @@ class RunSpec:
     # what decides this sitting's bits (threads, ISA, precision: run.bits_record), kept in the
     # checkpoint with every earlier sitting's, so a resumed run records each of them
     sitting: dict[str, Any] | None = None
+    # knowledge distillation (ferx.training.distill.Distill): a teacher whose softened
+    # probabilities on each training batch join the loss; None: the labels alone
+    distill: Any = None
 
 
 @dataclass
