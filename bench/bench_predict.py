@@ -183,7 +183,7 @@ def main() -> None:
         print(
             f"threads {args.threads}; ferx: ONNX Runtime, {len(ferx_models)} model(s); fer: "
             f"{fer.path.name} in LiteRT (input {fer.input['dtype'].__name__} "
-            f"{list(fer.input['shape'])})"
+            f"{[int(v) for v in fer.input['shape']]})"
         )
         rng = np.random.default_rng(0)
         faces = rng.integers(0, 256, (args.batch, 48, 48), dtype=np.uint8)
