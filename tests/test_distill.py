@@ -89,20 +89,43 @@ def _same(a: dict, b: dict) -> bool:
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_plain_checkpoint_does_not_resume_as_a_distilled_run(tmp_path, capsys):
-    from ferx.models.checkpoint import load_state, save_state
+def _killed_after_one_epoch(path, distill=None) -> None:
+    """A two-epoch run interrupted after its first: its unfinished checkpoint stays."""
+
+    def interrupt(history):
+        raise KeyboardInterrupt
 
     torch.manual_seed(0)
+    spec = RunSpec("a", path, distill=distill, on_epoch_end=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fit(MiniXception(ModelConfig()), SPLITS, _params(epochs=2), spec)
+
+
+def test_a_plain_checkpoint_does_not_resume_as_a_distilled_run(tmp_path, capsys):
     path = tmp_path / "s.pt"
-    fit(MiniXception(ModelConfig()), SPLITS, _params(epochs=2), RunSpec("a", path))
-    state = load_state(path)
-    state["finished"], state["epoch"] = False, 1  # as if killed after its first epoch
-    save_state(path, state)
+    _killed_after_one_epoch(path)
     spec = RunSpec("b", path, distill=Distill(_teacher(), 2.0, 0.5))
     torch.manual_seed(0)  # the same initial weights: only the distillation differs
-    result = fit(MiniXception(ModelConfig()), SPLITS, _params(epochs=2), spec)
-    assert len(result.history) == 2  # started over: the checkpoint was another run's
-    assert "run settings" in capsys.readouterr().out  # the part of the fingerprint that differs
+    capsys.readouterr()
+    fit(MiniXception(ModelConfig()), SPLITS, _params(epochs=2), spec)
+    said = capsys.readouterr().out
+    assert "(run settings changed); starting fresh" in said and "resuming after" not in said
+
+
+def test_a_distilled_run_resumes_itself_and_ends_as_an_uninterrupted_one(tmp_path, capsys):
+    distill = Distill(_teacher(), 2.0, 0.5)
+    _killed_after_one_epoch(tmp_path / "k.pt", distill)  # the teacher has been on the device
+    capsys.readouterr()
+    torch.manual_seed(0)
+    resumed = MiniXception(ModelConfig())
+    spec = RunSpec("b", tmp_path / "k.pt", distill=Distill(_teacher(), 2.0, 0.5))
+    fit(resumed, SPLITS, _params(epochs=2), spec)
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    torch.manual_seed(0)
+    whole = MiniXception(ModelConfig())
+    spec = RunSpec("c", tmp_path / "w.pt", distill=Distill(_teacher(), 2.0, 0.5))
+    fit(whole, SPLITS, _params(epochs=2), spec)
+    assert _same(resumed.state_dict(), whole.state_dict())
 
 
 def test_soft_weight_0_is_the_plain_run_and_1_ignores_the_labels(tmp_path):

@@ -49,7 +49,8 @@ def test_the_wheel_without_extras_predicts_with_onnx_and_installs_no_torch(tmp_p
     faces = make_synthetic_fer(40, seed=0)  # its face 3 is one the cascade finds (test_haar)
     face = Image.fromarray(faces.pixels[3]).resize((160, 160), Image.Resampling.BICUBIC)
     noise = np.random.default_rng(3).integers(0, 256, (300, 420), dtype=np.uint8)
-    canvas = Image.fromarray(noise).filter(ImageFilter.GaussianBlur(3))  # a flat one: no face
+    # blurred noise: on a flat background the cascade (OpenCV's too) finds no face
+    canvas = Image.fromarray(noise).filter(ImageFilter.GaussianBlur(3))
     canvas.paste(face.filter(ImageFilter.GaussianBlur(2)), (180, 70))
     canvas.save(tmp_path / "photo.png")
 

@@ -67,7 +67,7 @@ def _fit_on(device, model, splits, params, spec, runtime) -> FitResult:
     weights = spec.class_weights.to(device) if spec.class_weights is not None else None
     offset = spec.logit_offset.to(device) if spec.logit_offset is not None else None
     draw = epoch_order(train.y, spec.sampling)
-    if spec.distill is not None:
+    if spec.distill is not None:  # the caller's teacher stays on the device, frozen, in eval
         spec.distill.teacher.to(device, memory_format=memory_format(runtime.memory_format))
         spec.distill.teacher.requires_grad_(False)
     if spec.init_state_dict is not None:
@@ -75,8 +75,9 @@ def _fit_on(device, model, splits, params, spec, runtime) -> FitResult:
     extra = spec.fingerprint_extra
     if spec.distill is not None:  # a distilled run's checkpoint is another run's to a plain one
         d = spec.distill
-        teacher = {"teacher": state_digest(d.teacher.state_dict()), "temperature": d.temperature}
-        extra = {**extra, "distill": {**teacher, "soft_weight": d.soft_weight}}
+        teacher = {"teacher": state_digest(d.teacher.state_dict())}
+        settings = {"temperature": float(d.temperature), "soft_weight": float(d.soft_weight)}
+        extra = {**extra, "distill": {**teacher, **settings}}
     key = fingerprint(params, splits, model.state_dict(), extra)
     state = resume_or_start(spec, key, model, optimizer, scheduler)
     state.setdefault("sittings", [])
