@@ -67,6 +67,21 @@ def test_the_resize_is_opencvs_bilinear_to_a_grey_level():  # the cascade's: LIN
         assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
 
 
+def test_the_windows_evaluated_are_opencvs_walk_along_each_row():
+    def walked(rejects):  # cv2's loop: x += step, and once more after a stage-0 reject
+        seen, x = np.zeros(len(rejects), dtype=bool), 0
+        while x < len(rejects):
+            seen[x] = True
+            x += 2 if rejects[x] else 1
+        return seen
+
+    rng = np.random.default_rng(0)
+    for p in (0.0, 0.3, 0.7, 1.0):
+        rows = rng.random((50, 37)) < p
+        expected = np.stack([walked(row) for row in rows])
+        assert np.array_equal(haar.visited(rows), expected), p
+
+
 def test_grouping_keeps_crowded_groups_and_drops_small_ones_inside_large():
     near = [(100, 100, 50, 50), (102, 101, 50, 50), (98, 99, 52, 52), (101, 100, 49, 49)]
     lonely = [(300, 10, 40, 40)]

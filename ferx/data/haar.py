@@ -149,15 +149,19 @@ def _stage_passes(
     return leaves.astype(np.float64).sum(1) >= stage.threshold
 
 
-def _visited(first_stage_rejects: np.ndarray) -> np.ndarray:
-    """Which windows of a row cv2 evaluates: it steps over the window after each one the
-    first stage rejects."""
-    visited = np.zeros(len(first_stage_rejects), dtype=bool)
-    x = 0
-    while x < len(visited):
-        visited[x] = True
-        x += 2 if first_stage_rejects[x] else 1
-    return visited
+def visited(first_stage_rejects: np.ndarray) -> np.ndarray:
+    """Which windows of each row (rows x windows) cv2 evaluates: it steps over the window
+    after each one the first stage rejects. So a window is skipped when the one before it was
+    visited and rejected, that is (by induction along the row) when an odd number of rejected
+    windows run up to it: a run of rejects is visited every other window."""
+    rejects = np.asarray(first_stage_rejects, dtype=bool)
+    n = rejects.shape[-1]
+    index = np.broadcast_to(np.arange(1, n + 1), rejects.shape)
+    last_kept = np.maximum.accumulate(np.where(rejects, 0, index), axis=-1)
+    run = index - last_kept  # rejects in a row ending at each window (0 where it is kept)
+    before = np.zeros_like(run)
+    before[..., 1:] = run[..., :-1]  # ... ending just before each window
+    return before % 2 == 0
 
 
 def _windows_at(gray: np.ndarray, scale: np.float32, stages: tuple[Stage, ...]) -> list[tuple]:
@@ -186,8 +190,8 @@ def _windows_at(gray: np.ndarray, scale: np.float32, stages: tuple[Stage, ...]) 
     first = np.zeros(len(corners), dtype=bool)
     first[varied] = _stage_passes(stages[0], flat, stride, corners[varied], norm[varied])
     rejected_first = (varied & ~first).reshape(len(ys), len(xs))
-    visited = np.concatenate([_visited(row) for row in rejected_first])
-    alive = np.flatnonzero(visited & first)
+    evaluated = visited(rejected_first).ravel()
+    alive = np.flatnonzero(evaluated & first)
     for stage in stages[1:]:
         if not len(alive):
             return []
