@@ -38,7 +38,7 @@ def _opencv_cascade():
 
 def find_faces(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
     """(x, y, w, h) of every frontal face the Haar cascade finds, largest first: OpenCV's
-    where it is installed, else the same cascade run with numpy (ferx.data.haar: 7-9x
+    where it is installed, else the same cascade run with numpy (ferx.data.haar: about 7x
     slower, the same boxes to a pixel or two), so that prediction needs no OpenCV."""
     side = min(gray.shape)
     min_size = max(24, side // 10)

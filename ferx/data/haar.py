@@ -26,6 +26,7 @@ CASCADE_FILE = Path(__file__).with_name("haarcascade_frontalface_default.xml")
 WINDOW = 24  # the cascade's window side
 GROUP_EPS = 0.2  # cv2's grouping tolerance
 THRESHOLD_EPS = np.float32(1e-5)  # cv2 lowers every stage threshold by this
+GRID_STAGES = 3  # stages run on every window at once; later ones on the survivors only
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,36 @@ def _stage_passes(
     return leaves.astype(np.float64).sum(1) >= stage.threshold
 
 
+def _grid_sums(table: np.ndarray, rect: np.ndarray, shape: tuple[int, int], step: int):
+    """Sums over rect (x, y, w, h) of every window of a grid (rows x columns of windows
+    `step` pixels apart from the corner), as strided views of the integral table."""
+    x, y, w, h = (int(v) for v in rect)
+    rows, columns = shape
+
+    def at(dy: int, dx: int) -> np.ndarray:
+        down = slice(dy, dy + (rows - 1) * step + 1, step)
+        return table[down, dx : dx + (columns - 1) * step + 1 : step]
+
+    return at(y, x) - at(y, x + w) - at(y + h, x) + at(y + h, x + w)
+
+
+def _grid_stage_passes(
+    stage: Stage, table: np.ndarray, shape: tuple[int, int], step: int, norm: np.ndarray
+) -> np.ndarray:
+    """_stage_passes for every window of the grid at once (the first stages see nearly all
+    windows: slices of the table cost far less than gathering each window's corners)."""
+    total = np.zeros(shape)
+    for t in range(len(stage.thresholds)):
+        value = np.zeros(shape, dtype=np.float32)
+        for r in range(3):
+            if stage.weights[t, r] != 0:
+                sums = _grid_sums(table, stage.rects[t, r], shape, step).astype(np.float32)
+                value = value + stage.weights[t, r] * sums
+        value = value * norm
+        total += np.where(value < stage.thresholds[t], stage.left[t], stage.right[t])
+    return total >= stage.threshold
+
+
 def visited(first_stage_rejects: np.ndarray) -> np.ndarray:
     """Which windows of each row (rows x windows) cv2 evaluates: it steps over the window
     after each one the first stage rejects. So a window is skipped when the one before it was
@@ -186,13 +217,17 @@ def _windows_at(gray: np.ndarray, scale: np.float32, stages: tuple[Stage, ...]) 
     norm[varied] = (1.0 / np.sqrt(spread[varied])).astype(np.float32)
     varied &= area * norm.astype(np.float64) < 0.1  # flat windows: rejected, no step over
 
+    shape = (len(ys), len(xs))
+    grid_norm = norm.reshape(shape)
+    passes = [_grid_stage_passes(s, sums, shape, step, grid_norm) for s in stages[:GRID_STAGES]]
+    first = varied.reshape(shape) & passes[0]
+    rejected_first = varied.reshape(shape) & ~passes[0]
+    alive_grid = visited(rejected_first) & first
+    for passed in passes[1:]:
+        alive_grid &= passed
+    alive = np.flatnonzero(alive_grid)
     flat = sums.ravel()
-    first = np.zeros(len(corners), dtype=bool)
-    first[varied] = _stage_passes(stages[0], flat, stride, corners[varied], norm[varied])
-    rejected_first = (varied & ~first).reshape(len(ys), len(xs))
-    evaluated = visited(rejected_first).ravel()
-    alive = np.flatnonzero(evaluated & first)
-    for stage in stages[1:]:
+    for stage in stages[GRID_STAGES:]:
         if not len(alive):
             return []
         alive = alive[_stage_passes(stage, flat, stride, corners[alive], norm[alive])]
