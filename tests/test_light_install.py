@@ -84,6 +84,10 @@ def test_the_wheel_without_extras_predicts_with_onnx_and_installs_no_torch(tmp_p
                        cwd=tmp_path, env=env)  # fmt: skip
     assert torch_model.returncode == 2
     assert "needs torch" in torch_model.stderr and "pipeline extra" in torch_model.stderr
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    video = _run([str(bin_dir / "ferx-predict"), "clip.mp4", "--model", "m.onnx"],
+                 cwd=tmp_path, env=env)  # fmt: skip
+    assert video.returncode == 2 and "needs cv2" in video.stderr and "video extra" in video.stderr
     ablate = _run([str(bin_dir / "ferx-ablate"), "x.yaml"], cwd=tmp_path, env=env)
     assert ablate.returncode == 2 and ablate.stderr.startswith("error: ferx-ablate needs")
     size = sum(p.stat().st_size for p in venv.rglob("*") if p.is_file()) / 2**20
