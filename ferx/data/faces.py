@@ -39,7 +39,8 @@ def _opencv_cascade():
 def find_faces(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
     """(x, y, w, h) of every frontal face the Haar cascade finds, largest first: OpenCV's
     where it is installed, else the same cascade run with numpy (ferx.data.haar: about 7x
-    slower, the same boxes to a pixel or two), so that prediction needs no OpenCV."""
+    slower on an AMD Zen 3, BENCHMARKS.md; the same boxes to a pixel or two), so that
+    prediction needs no OpenCV."""
     side = min(gray.shape)
     min_size = max(24, side // 10)
     cascade = _opencv_cascade()
