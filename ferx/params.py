@@ -181,7 +181,19 @@ class TrainParams(Section):
             raise ValueError(f"model.attention: {self.model.attention} is mini_xception only")
         if self.ema_warmup and self.ema == 0:
             raise ValueError("ema_warmup: true needs ema > 0 (the decay it warms up to)")
+        check_warmup(self.warmup_epochs, self.epochs, self.schedule)
         return self
+
+
+def check_warmup(warmup_epochs: int, epochs: int, schedule: str) -> None:
+    """A warm-up the schedule would not run is refused, not ignored: plateau steps per epoch
+    on PublicTest and has none; a warm-up longer than the run never reaches lr."""
+    if warmup_epochs and schedule == "plateau":
+        raise ValueError(
+            "warmup_epochs: the plateau schedule has no warm-up; use cosine or constant"
+        )
+    if warmup_epochs > epochs:
+        raise ValueError(f"warmup_epochs: {warmup_epochs} is more than epochs ({epochs})")
 
 
 class RuntimeParams(Section):
@@ -240,6 +252,7 @@ class ImproveParams(Section):
             )
         if self.epochs == 0 and self.init != "baseline":
             raise ValueError("epochs: 0 keeps the starting weights; init must be baseline")
+        check_warmup(self.warmup_epochs, self.epochs, self.schedule)
         return self
 
     # the train keys this section replaces; improve reads every other train key (dvc.yaml's

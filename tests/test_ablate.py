@@ -591,6 +591,24 @@ def test_jobs_share_the_cores_out_as_threads(tmp_path, monkeypatch):
     calls.clear()
     queue.queue_runs(runs[:1], threads=None)
     assert not any(str(arg).startswith("runtime.") for arg in calls[0])
+    calls.clear()
+    queue.queue_runs(runs[:1], threads=None, targets=["compare", "evaluate@a-b"])
+    assert calls[0][-2:] == ("compare", "evaluate@a-b")
+
+
+def test_a_run_reproduces_the_stages_that_write_what_the_table_reads():
+    pipeline = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    targets = identity.table_targets(pipeline, params)
+    evaluations = [f"evaluate@{m}-{s}" for m in ("baseline", "improved")
+                   for s in ("private_test", "public_test")]  # fmt: skip
+    assert targets == ["compare", *evaluations]
+    # DVC's names for cells of booleans and lists (dvc/parsing: MatrixDefinition)
+    stage = {"matrix": {"m": ["a", True], "opts": [[1], {"k": 2}]}}
+    assert identity._cell_name("s", stage, {"m": True, "opts": {"k": 2}}) == "s@true-opts1"
+    assert identity._cell_name("s", stage, {"m": "a", "opts": [1]}) == "s@a-opts0"
+    assert identity._cell_name("s", {}, {}) == "s"
+    assert identity.closure(pipeline, params).stages.keys() >= {"train", "improve", "cost"}
 
 
 def _key(params: dict) -> str:
@@ -608,8 +626,9 @@ def _fake_queue(monkeypatch, tmp_path, tasks_after):
     monkeypatch.setattr(queue, "start_workers", lambda jobs, threads: None)
     listed = []
     monkeypatch.setattr(queue, "queue_tasks", lambda: list(listed))
+    monkeypatch.setattr(cli, "_table_targets", lambda params_path: ["compare"])  # no dvc.yaml
 
-    def queue_runs(runs, threads):
+    def queue_runs(runs, threads, targets=()):
         listed.extend(tasks_after)
         return [r.name for r in runs]
 
@@ -631,7 +650,7 @@ def test_ctrl_c_says_what_still_runs_in_one_line(tmp_path, monkeypatch, capsys, 
         monkeypatch.setattr(queue, "wait_for", _interrupt)
     else:  # Ctrl-C after two of three runs were queued
 
-        def queue_two(runs, threads):
+        def queue_two(runs, threads, targets=()):
             listed.extend(tasks)
             raise KeyboardInterrupt
 
@@ -654,8 +673,8 @@ def test_more_jobs_than_cores_warns_and_gives_one_thread_each(tmp_path, monkeypa
     monkeypatch.setattr(cli, "cores", lambda: 2)
     given = {}
 
-    def queue_runs(runs, threads):
-        given["threads"] = threads
+    def queue_runs(runs, threads, targets=()):
+        given["threads"], given["targets"] = threads, targets
         return [r.name for r in runs]
 
     monkeypatch.setattr(queue, "queue_runs", queue_runs)
@@ -663,6 +682,7 @@ def test_more_jobs_than_cores_warns_and_gives_one_thread_each(tmp_path, monkeypa
     assert main(["spec.yaml", "--jobs", "3"]) == 1  # no results: the fake ran nothing
     err = capsys.readouterr().err
     assert "warning: --jobs 3 on 2 cores" in err and given["threads"] == 1
+    assert given["targets"] == ["compare"]  # the stages the table reads are what runs
     assert not (tmp_path / "ablation").exists()  # no result: not even a runs.json
 
 
@@ -730,7 +750,7 @@ def test_a_damaged_runs_file_is_one_line_naming_it_and_nothing_is_queued(
 ):
     _fake_queue(monkeypatch, tmp_path, [])
     queued = []
-    monkeypatch.setattr(queue, "queue_runs", lambda runs, threads: queued.append(runs))
+    monkeypatch.setattr(queue, "queue_runs", lambda runs, threads, **kw: queued.append(runs))
     (tmp_path / "ablation/demo").mkdir(parents=True)
     (tmp_path / "ablation/demo/runs.json").write_text(content)
     assert main(["spec.yaml"]) == 2
@@ -1041,6 +1061,11 @@ def test_ablation_end_to_end_through_the_real_pipeline(tmp_path, monkeypatch, ca
         == (shown["demo-0-s0"]["baseline"]["public"]["accuracy"])
     )
     assert (root / "ablation/demo/frontier.png").read_bytes()[:4] == b"\x89PNG"
+    # a run reproduced what the table reads and what is upstream of it; explain and report,
+    # which only present, did not run
+    listed = git(root, "ls-tree", "-r", "--name-only", _rev(root, "demo-0-s0")).split()
+    assert "metrics/summary.json" in listed and "metrics/cost.json" in listed
+    assert not [p for p in listed if p.startswith(("metrics/explain/", "report/"))]
 
 
 def _rev(root, name: str) -> str:

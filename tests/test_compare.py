@@ -147,3 +147,9 @@ def test_summary_holds_the_headline_numbers_of_both_models_and_nothing_per_class
         for s, by in REPORTS.items()
     }
     assert "tta_accuracy" not in summary(without_tta, runs, costs)["baseline"]["public"]
+    # a logit adjustment's out-of-sample worth, beside its in-sample PublicTest figures
+    assert "macro_f1_cross_fitted" not in result["improved"]["public"]
+    runs["improved"]["logit_adjustment"] = {"public_cross_fitted": {"macro_f1": 0.512345}}
+    adjusted = summary(REPORTS, runs, costs)
+    assert adjusted["improved"]["public"]["macro_f1_cross_fitted"] == 0.5123
+    assert "macro_f1_cross_fitted" not in adjusted["improved"]["private"]

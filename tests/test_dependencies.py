@@ -113,7 +113,7 @@ MAY_IMPORT = {
     "data": {"top", "data"},
     "models": {"top", "models"},
     "training": {"top", "data", "models", "training"},
-    "analysis": {"top", "data", "models", "analysis"},
+    "analysis": {"top", "data", "models", "analysis", "experiments.stats"},
     "deploy": {"top", "data", "models", "deploy"},
     "experiments": {"top", "experiments", "analysis.cost_figure", "data.notes"},
 }

@@ -270,6 +270,7 @@ def test_improve_with_a_logit_adjusted_loss_balanced_draws_and_a_tuned_tau(train
     # the saved model carries tau: its PublicTest figures are the chosen tau's
     assert metrics["public"]["macro_f1"] == pytest.approx(chosen["macro_f1"], abs=1e-6)
     assert chosen["macro_f1"] == max(r["macro_f1"] for r in adjustment["scanned"])
+    assert len(adjustment["public_cross_fitted"]["offsets_per_fold"]) == 2  # tau's, out of sample
 
     # epochs 0: no fine-tune, the baseline's weights and only the adjustment
     params["improve"] = {"epochs": 0, "logit_adjust": "tuned", "adjust_max_accuracy_drop": 1.0}
@@ -311,3 +312,9 @@ def test_improve_with_per_class_offsets_writes_them_into_the_head(trained):
         adjustment["public_after"]["macro_f1"], abs=1e-6
     )
     assert adjustment["public_after"]["macro_f1"] >= adjustment["public_before"]["macro_f1"]
+    # and what the offsets are worth on faces they were not chosen on, each half's offsets
+    # chosen on the other half of PublicTest
+    crossed = adjustment["public_cross_fitted"]
+    assert crossed["folds"] == 2 and len(crossed["offsets_per_fold"]) == 2
+    assert 0 <= crossed["macro_f1"] <= 1 and set(crossed["recall"]) == set(CLASS_NAMES)
+    assert isinstance(adjustment["converged"], bool) and isinstance(adjustment["at_bound"], bool)

@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from ferx.models import MiniXception
-from ferx.models.inference import TTA_VIEWS, predict_logits, predict_tta, tta_views
+from ferx.models.inference import (
+    TTA_VIEWS,
+    predict_logits,
+    predict_tta,
+    tta_views,
+    window_views,
+)
 
 FACES = (torch.rand(5, 1, 48, 48, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
 
@@ -49,3 +55,30 @@ def test_shifted_views_repeat_the_edge_instead_of_adding_a_black_border():
 def test_unknown_tta_is_refused():
     with pytest.raises(ValueError, match="unknown TTA 'crop'"):
         tta_views(FACES, "crop")
+
+
+def test_window_views_are_the_centre_window_and_its_moves_inside_the_face():
+    image = torch.arange(48 * 48).reshape(1, 1, 48, 48)  # each pixel names its place
+    views = window_views(image, 40, "flip_shift", shift=2)
+    assert len(views) == TTA_VIEWS["flip_shift"]
+    assert all(v.shape == (1, 1, 40, 40) for v in views)
+    corners = [(int(v[0, 0, 0, 0]) // 48, int(v[0, 0, 0, 0]) % 48) for v in views[:5]]
+    assert corners == [(4, 4), (2, 4), (6, 4), (4, 2), (4, 6)]  # centre, up, down, left, right
+    assert torch.equal(views[5], image.flip(-1)[..., 4:44, 4:44])  # the mirror's centre
+    assert torch.equal(window_views(image, 40, "none")[0], image[..., 4:44, 4:44])
+
+
+def test_a_window_with_no_room_to_move_is_refused():
+    with pytest.raises(ValueError, match="room to move 1 pixels, not 2"):
+        window_views(FACES, 46, "flip_shift", shift=2)
+    with pytest.raises(ValueError, match="a 50-pixel window"):
+        window_views(FACES, 50, "none")
+
+
+def test_window_tta_averages_the_probabilities_of_the_windows():
+    model = _model()
+    by_hand = sum(
+        torch.softmax(model(view.float()), 1) for view in window_views(FACES, 40, "flip_shift")
+    )
+    got = predict_tta(model, FACES, "flip_shift", window=40)
+    torch.testing.assert_close(got, torch.log(by_hand / 10))

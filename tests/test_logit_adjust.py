@@ -17,6 +17,8 @@ from ferx.training.logit_adjust import (
     adjusted,
     choose_offsets,
     choose_tau,
+    cross_fitted,
+    folds_of,
 )
 from ferx.training.loop import epoch_order, shuffled, train_step
 
@@ -97,6 +99,7 @@ def test_offsets_stay_zero_when_nothing_helps_and_each_is_the_best_given_the_oth
         assert after["macro_f1"] == pytest.approx(choice.after["macro_f1"])
         assert after["macro_f1"] > before["macro_f1"]
         assert after["accuracy"] >= before["accuracy"] - drop - 1e-12  # the floor holds
+        assert choice.converged
         # converged: no single class's grid value does better within the floor
         for c in range(NUM_CLASSES):
             for value in OFFSET_GRID:
@@ -105,6 +108,73 @@ def test_offsets_stay_zero_when_nothing_helps_and_each_is_the_best_given_the_oth
                 found = summary_metrics(logits + candidate, labels)
                 if found["accuracy"] >= before["accuracy"] - drop - 1e-12:
                     assert found["macro_f1"] <= after["macro_f1"] + 1e-9, (drop, c, value)
+
+
+def test_of_offsets_that_score_alike_the_smallest_in_size_is_kept():
+    # class-0 faces right by 1.0, class-1 faces wrong by 0.5: lowering class 0 by anything
+    # from 0.6 to 1.0 makes every face right (at exactly 1.0, ties go to class 0, still right)
+    labels = torch.tensor([0] * 10 + [1] * 10)
+    logits = torch.full((20, NUM_CLASSES), -10.0)
+    logits[:, 0], logits[:10, 1], logits[10:, 1] = 1.0, 0.0, 0.5
+    choice = choose_offsets(logits, labels, max_accuracy_drop=1.0)
+    assert choice.after["accuracy"] == 1.0
+    assert choice.offsets == [-0.6] + [0.0] * (NUM_CLASSES - 1)  # not -1.0, not 2.0 elsewhere
+    assert choice.converged and not choice.at_bound
+
+
+def test_a_choice_at_the_edge_of_the_grid_is_flagged():
+    # class-1 faces wrong by 0.5 to 1.95: each larger shift puts more right, up to the edge
+    labels = torch.tensor([0] * 10 + [1] * 10)
+    logits = torch.full((20, NUM_CLASSES), -10.0)
+    logits[:, 0], logits[:10, 1] = 3.0, 0.0
+    logits[10:, 1] = 3.0 - torch.tensor([0.5, 1.0, 1.5, 1.95] * 2 + [1.95] * 2)
+    choice = choose_offsets(logits, labels, max_accuracy_drop=1.0)
+    assert choice.offsets[0] == -2.0 and choice.at_bound
+    assert choice.after["accuracy"] == 1.0
+
+
+def test_folds_hold_each_class_in_the_same_proportion():
+    labels = np.array([0, 0, 0, 1, 1, 2, 0, 1, 2, 2, 2])
+    folds = folds_of(labels)
+    for c in range(3):
+        counts = np.bincount(folds[labels == c], minlength=2)
+        assert abs(counts[0] - counts[1]) <= 1
+    assert np.array_equal(folds, folds_of(labels))  # the same faces every time
+
+
+def test_each_fold_is_adjusted_by_what_was_chosen_on_the_other():
+    logits, labels = _faces_seen_through_the_prior(1.5)
+    logits = logits.clone()
+    seen = []
+
+    def choose(chosen_logits, chosen_labels):
+        seen.append(set(chosen_logits[:, 0].tolist()))
+        return torch.zeros(NUM_CLASSES)
+
+    ids = logits.clone()
+    ids[:, 0] = torch.arange(len(labels), dtype=torch.float32) + 1000  # each face named
+    cross_fitted(ids, labels, choose)
+    folds = folds_of(labels.numpy())
+    for k, faces in enumerate(seen):
+        assert faces == set((np.flatnonzero(folds != k) + 1000.0).tolist())
+
+    # offsets that hold beyond the faces they were chosen on keep their worth out of sample
+    found = cross_fitted(
+        logits, labels, lambda x, y: torch.tensor(choose_offsets(x, y, 1.0).offsets)
+    )
+    assert found["macro_f1"] == 1.0 > summary_metrics(logits, labels)["macro_f1"]
+
+
+def test_out_of_sample_the_offsets_fitted_to_noise_are_worth_less_than_in_sample():
+    rng = np.random.default_rng(5)
+    labels = torch.from_numpy(rng.integers(0, NUM_CLASSES, 600))
+    logits = torch.from_numpy(rng.normal(size=(600, NUM_CLASSES))).float()  # nothing to learn
+    choice = choose_offsets(logits, labels, 0.05)
+    assert choice.after["macro_f1"] > choice.before["macro_f1"]  # in sample: a gain
+    found = cross_fitted(
+        logits, labels, lambda x, y: torch.tensor(choose_offsets(x, y, 0.05).offsets)
+    )
+    assert found["macro_f1"] < choice.after["macro_f1"] - 0.01
 
 
 @pytest.mark.parametrize("arch", ["mini_xception", "baseline_cnn", "resnet18"])

@@ -73,6 +73,14 @@ def test_empty_file_gives_defaults(tmp_path):
         ),
         ({"train": {"model": {"attention": "cbam"}}}, ["train.model.attention", "'eca'"]),
         ({"train": {"ema_warmup": True}}, ["train:", "ema_warmup: true needs ema > 0"]),
+        (
+            {"train": {"schedule": "plateau", "warmup_epochs": 1}},
+            ["train:", "warmup_epochs: the plateau schedule has no warm-up"],
+        ),
+        (
+            {"improve": {"epochs": 2, "warmup_epochs": 3}},
+            ["improve:", "warmup_epochs: 3 is more than epochs (2)"],
+        ),
         ({"evaluate": {"tta": "ten_crop"}}, ["evaluate.tta", "'flip_shift'"]),
         ({"evaluate": {"tta_shift": 0}}, ["evaluate.tta_shift"]),
         ([1, 2], ["expected a mapping"]),

@@ -17,7 +17,7 @@ from ferx.models.inference import predict_logits
 from ferx.params import AugmentParams, RuntimeParams, TrainParams
 from ferx.training.augment import Mix
 from ferx.training.loop import fit, freeze_all_but, train_step
-from ferx.training.optim import ema_decay, make_ema
+from ferx.training.optim import ema_decay, make_ema, make_scheduler
 from ferx.training.resume import training_sources
 from ferx.training.run_spec import RunSpec, Split
 from ferx.training.source_code import relative_name
@@ -698,3 +698,23 @@ def test_a_resumed_run_records_every_sitting_and_whether_they_differ(tmp_path):
         "sittings": [{**first, "from_epoch": 1}],
         "mixed": False,
     }
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_warm_up_rises_linearly_over_its_epochs_then_holds_or_follows_the_cosine(schedule):
+    model = torch.nn.Linear(2, 2)
+    params = TrainParams(lr=0.1, epochs=3, warmup_epochs=1, schedule=schedule)
+    optimizer = torch.optim.SGD(model.parameters(), lr=params.lr)
+    scheduler = make_scheduler(optimizer, params, steps_per_epoch=4)
+    rates = []
+    for _ in range(12):  # the rate each step uses, as the loop steps the scheduler per batch
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])  # from lr / steps up to lr
+    if schedule == "constant":
+        assert rates[4:] == pytest.approx([0.1] * 8)
+    else:  # the cosine over the 8 steps after the warm-up, from lr down
+        assert rates[4:] == pytest.approx(
+            [0.05 * (1 + math.cos(math.pi * i / 8)) for i in range(8)]
+        )

@@ -91,6 +91,14 @@ def _fingerprints() -> Callable[[dict[str, Any]], str]:
     return of
 
 
+def _table_targets(params_path: Path) -> list[str]:
+    """What each run reproduces: the stages that write what the table reads, with what is
+    upstream of them (the presenting stages, explain and report, would only cost minutes)."""
+    path = Path(identity.PIPELINE)
+    pipeline = identity.parse_pipeline(path.read_text() if path.exists() else None)
+    return identity.table_targets(pipeline, read_params_file(params_path))
+
+
 EVAL_SPLITS = ("public_test", "private_test")
 
 
@@ -349,10 +357,11 @@ def _execute(
     threads = threads_per_job(jobs, available)
     if plan.remote is not None:
         shards.auto_push_env(plan.remote)  # each experiment leaves as it finishes
+    targets = _table_targets(plan.params_path)
     before = {t.task for t in queue.queue_tasks()}
     started = False
     try:
-        queued = queue.queue_runs(todo, threads)
+        queued = queue.queue_runs(todo, threads, targets=targets)
         started = True  # from here on the workers may have taken runs
         queue.start_workers(jobs, threads)
         tasks = queue.wait_for(

@@ -86,6 +86,23 @@ def _matrix_items(name: str, stage: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(keys, c, strict=True)) for c in itertools.product(*matrix.values())] or [{}]
 
 
+def _cell_name(name: str, stage: dict[str, Any], item: dict[str, Any]) -> str:
+    """The name DVC gives a matrix cell (dvc/parsing: MatrixDefinition): the stage, "@", and
+    per key its value (booleans as true / false), or for a list or mapping the key and its
+    index, joined by "-"; a stage without a matrix keeps its name."""
+    if not item:
+        return name
+    fragments = []
+    for key, value in item.items():
+        if isinstance(value, (dict, list)):
+            fragments.append(f"{key}{stage['matrix'][key].index(value)}")
+        elif isinstance(value, bool):
+            fragments.append("true" if value else "false")
+        else:
+            fragments.append(str(value))
+    return f"{name}@{'-'.join(fragments)}"
+
+
 @dataclass(frozen=True)
 class _Instance:
     """One stage, or one cell of a matrix stage, with its paths expanded (as git names them;
@@ -95,6 +112,7 @@ class _Instance:
     deps: tuple[str, ...]
     outs: tuple[str, ...]
     raw_deps: tuple[str, ...]  # as dvc.yaml spells them, for the error message
+    name: str = ""  # as DVC names it: the stage, or stage@values-of-its-matrix-cell
 
 
 def _plain(path: str, root: Path) -> str:
@@ -146,7 +164,7 @@ def _instances(pipeline: dict[str, Any], params: dict[str, Any], root: Path) -> 
                 for kind in ("outs", "metrics", "plots")
                 for p in _paths(stage.get(kind))
             )
-            found.append(_Instance(name, deps, outs, spelled))
+            found.append(_Instance(name, deps, outs, spelled, _cell_name(name, stage, item)))
     return found
 
 
@@ -213,6 +231,17 @@ def _declared_params(stages: dict[str, Any], params: dict[str, Any]) -> dict[str
                 )
             keys.add(entry)
     return {key: get_dotted(params, key) for key in sorted(keys)}
+
+
+def table_targets(pipeline: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """The stages (matrix cells by DVC's names) that write what the table reads: a run
+    reproduces these and what is upstream of them, never what only presents (explain,
+    plots_page, report) or another model the table does not read."""
+    instances = _instances(pipeline, params, Path("."))
+    writers = {
+        i.name for i in instances for path in TABLE_READS if any(_overlap(o, path) for o in i.outs)
+    }
+    return sorted(writers)
 
 
 def stage_inputs(pipeline: dict[str, Any], params: dict[str, Any]) -> list[str]:

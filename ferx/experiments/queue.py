@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,10 +165,12 @@ def queue_runs(
     threads: int | None,
     queued: list[str] | None = None,
     say: Callable[[str], None] = print,
+    targets: Sequence[str] = (),
 ) -> list[str]:
     """Queue each run as a DVC experiment under its name (a name this commit already uses for
     other results gets a suffix: no finished experiment is removed or overwritten); the names
-    they were queued under, in order, also appended to `queued` as they go (for Ctrl-C)."""
+    they were queued under, in order, also appended to `queued` as they go (for Ctrl-C).
+    `targets`: the stages each run reproduces with what is upstream of them (none: all)."""
     queued = [] if queued is None else queued
     baseline = head()
     taken = {e.name for e in experiments() if e.baseline == baseline}
@@ -184,7 +186,7 @@ def queue_runs(
         if threads is not None:
             sets["runtime.threads"] = threads
         args = [arg for k, v in sets.items() for arg in ("-S", f"{k}={set_value(v)}")]
-        dvc("exp", "run", "--queue", "-n", name, *args)
+        dvc("exp", "run", "--queue", "-n", name, *args, *targets)
         taken.add(name)
         queued.append(name)
     return queued

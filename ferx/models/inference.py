@@ -85,6 +85,31 @@ def tta_views(x: torch.Tensor, tta: str, shift: int = 2) -> list[torch.Tensor]:
     return views
 
 
+def window_views(x: torch.Tensor, side: int, tta: str, shift: int = 2) -> list[torch.Tensor]:
+    """The views of `tta_views`, as side x side windows of the faces instead of the whole
+    faces: the centre window (none); it and its mirror's (flip); both, each also with the
+    window moved `shift` pixels up, down, left and right inside the face (flip_shift: 10
+    views, every pixel a real one; the mirrored views are the windows' mirrors). The view
+    nearest to what a network trained on random side x side crops (train.augment.crop) saw."""
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"unknown TTA {tta!r}; known: {', '.join(TTA_VIEWS)}")
+    h, w = x.shape[-2:]
+    if not 0 < side <= min(h, w):
+        raise ValueError(f"a {side}-pixel window of {h}x{w} faces")
+    top, left = (h - side) // 2, (w - side) // 2
+    if tta == "flip_shift" and shift > min(top, left, h - side - top, w - side - left):
+        raise ValueError(
+            f"a {side}-pixel window of {h}x{w} faces has room to move {min(top, left)} pixels, "
+            f"not {shift}"
+        )
+    moves = [(0, 0)]
+    if tta == "flip_shift":
+        moves += [(-shift, 0), (shift, 0), (0, -shift), (0, shift)]
+    windows = [x[..., top + dy : top + dy + side, left + dx : left + dx + side] for dy, dx in moves]
+    mirrored = [] if tta == "none" else [w.flip(-1) for w in windows]  # each window's mirror
+    return [view.contiguous() for view in windows + mirrored]
+
+
 def predict_tta(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -93,11 +118,14 @@ def predict_tta(
     batch_size: int = 128,
     device: torch.device | None = None,
     layout: str = "channels_last",
+    window: int = 0,
 ) -> torch.Tensor:
     """Log of the class probabilities averaged over the views: usable as logits (argmax,
-    cross-entropy). With tta "none" this is log_softmax of predict_logits, same predictions."""
+    cross-entropy). With tta "none" this is log_softmax of predict_logits, same predictions.
+    `window` > 0: the views are window x window windows of the faces (`window_views`)."""
+    views = window_views(x, window, tta, shift) if window else tta_views(x, tta, shift)
     probabilities = sum(
         torch.softmax(predict_logits(model, view, batch_size, device, layout), dim=1)
-        for view in tta_views(x, tta, shift)
+        for view in views
     )
     return torch.log(probabilities / TTA_VIEWS[tta])
