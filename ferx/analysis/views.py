@@ -53,8 +53,7 @@ def view_scores(
     def correct(logits: torch.Tensor) -> np.ndarray:
         return (logits.argmax(1) == labels).numpy().astype(np.uint8)
 
-    top = (images.shape[-1] - window) // 2
-    centre = images[..., top : top + window, top : top + window].contiguous()
+    (centre,) = window_views(images, window, "none")  # the one centre window per face
     return ViewScores(
         whole=correct(predict_logits(model, images, batch_size)),
         whole_tta=correct(predict_tta(model, images, tta, shift, batch_size)),
