@@ -5,7 +5,8 @@
 
 From a trained baseline, each variant runs one epoch of the training loop's own step
 (augment_batch, train_step; params.yaml's train section, fp32) on the training split, then
-scores PublicTest and counts the faces predicted as each class:
+scores PublicTest and counts the faces predicted as each class. It trains in the default memory
+layout where the loop uses channels_last: the same arithmetic, other bits.
   bn_only       forward passes in train mode, no step: only BatchNorm's running statistics move
   plain         a fresh Adam at a constant `--lr`, the unweighted loss
   weights_999   the same, improve's class weights (effective number, beta 0.999)
