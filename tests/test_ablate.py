@@ -1209,11 +1209,13 @@ def test_a_study_of_improve_reports_the_improved_model_and_its_gain_over_its_own
     for run in runs:
         gain = 0.02 * run.row.index + 0.01 * run.seed  # row 1 gains 2 and 3 points
         summary = {"accuracy": 0.65, "macro_f1": 0.60}
+        # row 1 also chose offsets on PublicTest: out of sample they lose 0.4 and 0.8 points
+        out_of_sample = {"macro_f1_cross_fitted": 0.596 - 0.004 * run.seed} if run.row.index else {}
         metrics = {
             "source": "real",
             "baseline": {"public": summary, "private": summary, "precision": "fp32"},
             "improved": {
-                "public": {"accuracy": 0.64, "macro_f1": 0.60 + gain},
+                "public": {"accuracy": 0.64, "macro_f1": 0.60 + gain, **out_of_sample},
                 "private": {"accuracy": 0.645, "macro_f1": 0.60 + gain / 2},
                 "precision": "fp32",
             },
@@ -1232,10 +1234,17 @@ def test_a_study_of_improve_reports_the_improved_model_and_its_gain_over_its_own
     assert rows[1]["private_accuracy_gain"]["mean"] == pytest.approx(-0.005)
     assert rows[1]["private_disgust_recall_gain"]["mean"] == pytest.approx(0.025)
     assert rows[1]["private_fear_recall_gain"]["mean"] == pytest.approx(0.0)
+    cross_fitted = rows[1]["public_macro_f1_cross_fitted_gain"]
+    assert cross_fitted["mean"] == pytest.approx(-0.006)
+    assert cross_fitted["min"] == pytest.approx(-0.008)
+    assert "public_macro_f1_cross_fitted_gain" not in rows[0]  # no offsets, no such figure
     text = markdown(spec, rows)
     assert "the improved model of each experiment" in text
-    assert "improve's gain, PublicTest macro-F1 (worst seed) [95% CI]" in text
-    assert "| +2.50 (+2.00) | +1.25 | -0.50 | +2.50 / +0.00 |" in text
+    assert "(worst seed) [95% CI] | the same, cross-fitted (worst seed) |" in text
+    assert "| +2.50 (+2.00) | -0.60 (-0.80) | +1.25 | -0.50 | +2.50 / +0.00 |" in text
+    # a study whose runs recorded no cross-fitted figure has no such column
+    plain = [{k: v for k, v in r.items() if k != "public_macro_f1_cross_fitted_gain"} for r in rows]
+    assert "cross-fitted (worst seed)" not in markdown(spec, plain)
     # a study of the baseline shows no gain columns
     assert "improve's gain" not in markdown(dataclasses.replace(spec, model="baseline"), rows)
     bad = _spec(tmp_path, {**ONE, "model": "best"})
