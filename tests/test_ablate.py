@@ -96,6 +96,29 @@ def test_shipped_specs_are_valid():
         assert len(make_rows(spec)) >= 2, path
 
 
+def test_a_factor_is_checked_on_top_of_the_base_every_run_has(tmp_path):
+    # A spec that pins the recipe it was written for keeps working when params.yaml's default
+    # changes: baseline_cnn takes no attention, which the base turns off for every run.
+    content = {
+        "name": "archs",
+        "base": {"train.model.attention": "none"},
+        "factors": {"cnn": {"train.model.arch": "baseline_cnn"}},
+    }
+    path = _spec(tmp_path, content)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["train"]["model"]["attention"] = "eca"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    spec = load_spec(path, tmp_path / "params.yaml")
+    assert make_rows(spec)[1].params == {
+        "train.model.attention": "none",
+        "train.model.arch": "baseline_cnn",
+    }
+    # without the base's setting the same factor is refused, and the error names the factor
+    path.write_text(yaml.safe_dump({**content, "base": {}}, sort_keys=False))
+    with pytest.raises(SpecError, match=r"factors\.cnn: .*attention"):
+        load_spec(path, tmp_path / "params.yaml")
+
+
 @pytest.mark.parametrize(
     ("content", "fragments"),
     [

@@ -164,23 +164,31 @@ def read_params_file(params_path: Path) -> dict[str, Any]:
 
 def _check_against_schema(spec: Spec, params_path: Path) -> None:
     current = read_params_file(params_path)
-    parts = [("base", spec.base)] + [(f"factors.{f}", s) for f, s in spec.factors.items()]
-    for where, settings in parts:  # each part alone first: the error names where the key is
-        merged = copy.deepcopy(current)  # a part's keys together: one may need another
-        for key, value in settings.items():
-            try:
-                set_dotted(merged, str(key), value)
-            except KeyError:
-                raise SpecError(f"{spec.path}: {where}: {key}: not a params key") from None
-        try:
-            validate_params(merged, "params")
-        except ParamsError as exc:
-            reason = str(exc).removeprefix("params: ")
-            raise SpecError(f"{spec.path}: {where}: {reason}") from None
+    _check_part(spec, "base", spec.base, current)  # each part first: the error names where
+    on_base = copy.deepcopy(current)  # every run has the base, so a factor is read on top of it
+    for key, value in spec.base.items():
+        set_dotted(on_base, str(key), value)
+    for factor, settings in spec.factors.items():
+        _check_part(spec, f"factors.{factor}", settings, on_base)
     try:  # then whole runs: factors may clash with each other
         make_runs(spec, current)
     except ParamsError as exc:
         raise SpecError(f"{spec.path}: {exc}") from None
+
+
+def _check_part(spec: Spec, where: str, settings: dict[str, Any], under: dict[str, Any]) -> None:
+    """A part's keys together on top of `under` (one key may need another) are valid params."""
+    merged = copy.deepcopy(under)
+    for key, value in settings.items():
+        try:
+            set_dotted(merged, str(key), value)
+        except KeyError:
+            raise SpecError(f"{spec.path}: {where}: {key}: not a params key") from None
+    try:
+        validate_params(merged, "params")
+    except ParamsError as exc:
+        reason = str(exc).removeprefix("params: ")
+        raise SpecError(f"{spec.path}: {where}: {reason}") from None
 
 
 def _label(names: list[str], switch: list[bool], design: str, index: int) -> str:
