@@ -21,12 +21,16 @@ FACES = make_synthetic_fer(120, seed=1).pixels
 MAX_EXPORTED_NODES = 60
 
 
-def _trained_like(arch: str) -> torch.nn.Module:
+# ECA's deploy form, measured: ReduceMean, two Unsqueeze, the 1-D Conv, Gather, Sigmoid, Mul
+ECA_NODES_PER_MODULE = 7
+
+
+def _trained_like(arch: str, attention: str = "none") -> torch.nn.Module:
     """Seeded weights, BatchNorm statistics away from their defaults and the head scaled so
     the logits reach about 10, as a trained model's do (a fresh network's are near zero and
     would hide a mismatch)."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(arch=arch))
+    model = build_model(ModelConfig(arch=arch, attention=attention))
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
@@ -273,12 +277,19 @@ def test_the_deploy_form_gives_the_trained_models_logits_and_leaves_it_alone(con
     assert deployed.config == model.config
 
 
-def test_the_exported_mini_xception_is_a_graph_of_plain_convolutions(tmp_path):
+@pytest.mark.parametrize("attention", ["none", "eca"])
+def test_the_exported_mini_xception_is_a_graph_of_plain_convolutions(tmp_path, attention):
     import onnx
 
-    # the paper's widths: 2 stem, 4 x (1 shortcut + 2 separable x 2) and the head convolution
-    export_onnx(_trained_like("mini_xception"), tmp_path / "m.onnx")
+    # the paper's widths: 2 stem, 4 x (1 shortcut + 2 separable x 2) and the head convolution;
+    # ECA adds one 1-D convolution (and a few light nodes) to each of the 4 modules
+    model = _trained_like("mini_xception", attention)
+    export_onnx(model, tmp_path / "m.onnx")
     nodes = [node.op_type for node in onnx.load(str(tmp_path / "m.onnx")).graph.node]
     assert "MatMul" not in nodes and "BatchNormalization" not in nodes
-    assert nodes.count("Conv") == 2 + 4 * (1 + 2 * 2) + 1
-    assert len(nodes) <= MAX_EXPORTED_NODES, f"{len(nodes)} nodes: {sorted(set(nodes))}"
+    modules_with_eca = 4 if attention == "eca" else 0
+    assert nodes.count("Conv") == 2 + 4 * (1 + 2 * 2) + 1 + modules_with_eca
+    bound = MAX_EXPORTED_NODES + ECA_NODES_PER_MODULE * modules_with_eca
+    assert len(nodes) <= bound, f"{len(nodes)} nodes: {sorted(set(nodes))}"
+    reference = predict_logits(model, torch.from_numpy(FACES).unsqueeze(1)).numpy()
+    assert np.abs(OnnxModel(tmp_path / "m.onnx").logits(FACES) - reference).max() < 1e-4

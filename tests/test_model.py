@@ -25,11 +25,11 @@ def test_parameter_count_is_the_papers():
 
 def test_the_default_network_is_the_mini_xception_at_twice_the_papers_widths():
     from ferx.params import Params
+    from ferx.training.run import model_config
 
-    model_params = Params().train.model
-    model = build_model(
-        ModelConfig(arch=model_params.arch, widths=tuple(model_params.widths))
-    ).eval()
+    # the whole model section (attention included), as the train stage builds it: a change of
+    # the default network must change the figures below
+    model = build_model(model_config(Params().train.model)).eval()
     assert count_parameters(model) == 199_671
     assert count_flops(model) == 16_382_943  # fvcore: one multiply-add is one flop
     assert model.features(torch.rand(2, 1, 48, 48) * 255).shape == (2, 256, 3, 3)
