@@ -123,9 +123,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--graphs", action="store_true", help="deploy graph vs training form")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--graphs", action="store_true", help="deploy graph vs training form")
     parser.add_argument("--rounds", type=int, default=5, help="--graphs, --attentions: rounds")
-    parser.add_argument(
+    modes.add_argument(
         "--attentions",
         nargs="+",
         choices=["none", "se", "eca"],
@@ -135,6 +136,8 @@ def main() -> None:
         "--widths", default="32,64,128,256", help="--graphs, --attentions: module widths"
     )
     args = parser.parse_args()
+    if args.attentions and len(set(args.attentions)) < len(args.attentions):
+        parser.error("--attentions: each attention once")
     print(describe_cpu(), flush=True)  # no figure without the machine it came from
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -169,7 +169,8 @@ def _check_against_schema(spec: Spec, params_path: Path) -> None:
     for key, value in spec.base.items():
         set_dotted(on_base, str(key), value)
     for factor, settings in spec.factors.items():
-        _check_part(spec, f"factors.{factor}", settings, on_base)
+        where = f"factors.{factor}" + (" (on top of the base)" if spec.base else "")
+        _check_part(spec, where, settings, on_base)
     try:  # then whole runs: factors may clash with each other
         make_runs(spec, current)
     except ParamsError as exc:
