@@ -39,6 +39,7 @@ from ferx.cpu import describe_cpu
 from ferx.deploy.export import export_onnx
 from ferx.labels import ARCHITECTURES
 from ferx.models import ModelConfig, build_model
+from ferx.models.layers import ATTENTION
 
 
 def training_form(model: torch.nn.Module) -> torch.nn.Module:
@@ -129,7 +130,7 @@ def main() -> None:
     modes.add_argument(
         "--attentions",
         nargs="+",
-        choices=["none", "se", "eca"],
+        choices=["none", *ATTENTION],  # train.model.attention's values
         help="deploy graphs with each attention, the first the reference",
     )
     parser.add_argument(
