@@ -388,7 +388,18 @@ def _leaves(node) -> int:
 
 def test_an_architecture_experiment_runs_every_stage_on_that_network(tmp_path):
     root = make_dvc_project(tmp_path, {**TINY_ALL, "train": {"epochs": 2, "batch_size": 32}})
-    dvc(root, "exp", "run", "-n", "cnn", "-S", "train.model.arch=baseline_cnn")
+    # attention belongs to the mini-Xception: set with the network, whatever the default
+    dvc(
+        root,
+        "exp",
+        "run",
+        "-n",
+        "cnn",
+        "-S",
+        "train.model.arch=baseline_cnn",
+        "-S",
+        "train.model.attention=none",
+    )
     for name in ("baseline", "improved"):
         state = load_state(root / f"models/{name}.pt")
         assert state["config"]["arch"] == "baseline_cnn"
