@@ -11,7 +11,7 @@ from ferx.params import Params
 
 
 def main(params: Params) -> None:
-    del params  # validated like every stage's; the report has no knobs
+    # the report has no knobs; the card states the training recipe it reads from params
     # whether each committed ablation table still describes today's code, data and params
     studies = sorted(p.parent.name for p in paths.ABLATIONS.glob(f"*/{paths.ABLATION_TABLE}"))
     freshness = {}
@@ -20,7 +20,7 @@ def main(params: Params) -> None:
         freshness[name] = (found.state, found.note)
         print(f"report: {paths.ABLATIONS / name}: {found.note}")
     page, read = build_report(".", freshness)
-    card = model_card(".")
+    card = model_card(".", params.train)
     write_atomic(paths.REPORT_PAGE, lambda tmp: tmp.write_text(page))
     write_atomic(paths.MODEL_CARD, lambda tmp: tmp.write_text(card))
     print(f"report: {paths.REPORT_PAGE} ({len(page) / 1e6:.1f} MB, from {len(read)} files)")

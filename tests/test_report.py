@@ -437,3 +437,50 @@ def test_the_page_and_the_card_say_how_each_model_trained(tmp_path):
     improve["reproducibility"] = BITS
     (root / "metrics/improve.json").write_text(json.dumps(improve))
     assert f"How they trained: both {how}." in model_card(root)
+
+
+def test_the_card_states_the_recipe_of_params_train(tmp_path):
+    from ferx.params import Params
+
+    root = write_run(tmp_path)
+    assert "Recipe (" not in model_card(root)  # no params given: no recipe claimed
+    train = Params().train
+    card = model_card(root, train)
+    assert (
+        "Recipe (params.yaml `train`): mini_xception, widths 32, 64, 128, 256, no channel "
+        "attention; 40 epochs of adam (learning rate 0.001, cosine schedule, batch 32, label "
+        "smoothing 0.1, weight EMA off); augmentation: horizontal flips, rotations up to 10 "
+        "degrees, shifts up to 10 %, zoom up to 10 %, whole faces, random erasing off, mixup "
+        "off, CutMix off." in card
+    )
+    stronger = train.model_copy(
+        update={
+            "model": train.model.model_copy(update={"attention": "eca"}),
+            "augment": train.augment.model_copy(update={"mixup": 0.2, "cutmix": 1.0, "crop": 40}),
+            "ema": 0.999,
+            "ema_warmup": True,
+        }
+    )
+    card = model_card(root, stronger)
+    assert "ECA channel attention in each residual module" in card
+    assert "random 40-pixel crops" in card and "mixup alpha 0.2, CutMix alpha 1" in card
+    assert "weight EMA 0.999, warmed up" in card
+    cnn = train.model_copy(update={"model": train.model.model_copy(update={"arch": "resnet18"})})
+    assert "Recipe (params.yaml `train`): resnet18; 40 epochs" in model_card(root, cnn)
+
+
+def test_the_report_stage_gives_the_card_its_params(tmp_path, monkeypatch):
+    import stages.report
+
+    seen = {}
+    monkeypatch.setattr(stages.report, "build_report", lambda root, fresh: ("<html/>", []))
+    monkeypatch.setattr(
+        stages.report, "model_card", lambda root, train_params: seen.setdefault("t", train_params)
+    )
+    monkeypatch.setattr(stages.report, "write_atomic", lambda path, write: None)
+    from ferx.params import Params
+
+    params = Params()
+    monkeypatch.chdir(tmp_path)
+    stages.report.main(params)
+    assert seen["t"] is params.train

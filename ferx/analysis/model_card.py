@@ -19,6 +19,7 @@ from ferx.analysis.adjustment import adjustment_phrase
 from ferx.analysis.report import MODELS, trained_how
 from ferx.analysis.run_files import RunFiles
 from ferx.labels import CLASS_NAMES
+from ferx.params import TrainParams
 
 
 def _dataset(source: str) -> dict[str, str]:
@@ -29,6 +30,41 @@ def _dataset(source: str) -> dict[str, str]:
         "type": source,
         "split": "PrivateTest",
     }
+
+
+def _off_or(value: float, text: str) -> str:
+    return text if value else "off"
+
+
+def recipe(train: TrainParams) -> str:
+    """The baseline's recipe in one sentence, from params.yaml's `train` section (the report
+    stage declares it, so a card never describes another run's recipe): what a reader needs
+    to tell this network and training from the paper's, and to train it again."""
+    model, aug = train.model, train.augment
+    attention = {"se": "squeeze-and-excitation", "eca": "ECA channel attention"}
+    network = model.arch
+    if model.arch == "mini_xception":  # the other networks have fixed widths, no attention
+        network += f", widths {', '.join(map(str, model.widths))}" + (
+            f", {attention[model.attention]} in each residual module"
+            if model.attention in attention
+            else ", no channel attention"
+        )
+    augment = [
+        "horizontal flips" if aug.hflip else "no flips",
+        f"rotations up to {aug.rotate_deg:g} degrees",
+        f"shifts up to {100 * aug.translate:g} %",
+        f"zoom up to {100 * aug.scale:g} %",
+        f"random {aug.crop}-pixel crops" if aug.crop else "whole faces",
+        f"random erasing {_off_or(aug.erase, f'p {aug.erase:g}')}",
+        f"mixup {_off_or(aug.mixup, f'alpha {aug.mixup:g}')}",
+        f"CutMix {_off_or(aug.cutmix, f'alpha {aug.cutmix:g}')}",
+    ]
+    ema = _off_or(train.ema, f"{train.ema:g}" + (", warmed up" if train.ema_warmup else ""))
+    return (
+        f"{network}; {train.epochs} epochs of {train.optimizer} (learning rate {train.lr:g}, "
+        f"{train.schedule} schedule, batch {train.batch_size}, label smoothing "
+        f"{train.label_smoothing:g}, weight EMA {ema}); augmentation: {', '.join(augment)}"
+    )
 
 
 def front_matter(root: str | Path = ".") -> dict[str, Any]:
@@ -106,8 +142,9 @@ def _per_class(evaluation: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def model_card(root: str | Path = ".") -> str:
-    """The whole card: front matter, then the sections a reader of a model card expects."""
+def model_card(root: str | Path = ".", train_params: TrainParams | None = None) -> str:
+    """The whole card: front matter, then the sections a reader of a model card expects;
+    with `train_params` (params.yaml's `train`, as the report stage passes it), the recipe too."""
     root = Path(root)
     header = front_matter(root)
     run = RunFiles(Path(root))
@@ -174,6 +211,7 @@ Two models from one `dvc repro` of ferx (this repository): `baseline`, the
 ({improve["weighting"]} weighting, {improve["retrain"]} layers) for the rare classes. Files:
 `models/baseline.pt`, `models/improved.pt` (PyTorch state dicts, loaded with
 `weights_only=True`) and `models/*.onnx` (ONNX, checked against PyTorch on PrivateTest).
+{f"Recipe (params.yaml `train`): {recipe(train_params)}." if train_params else ""}
 {f"How they trained: {how}." if how else ""}
 
 ## Intended use
