@@ -43,11 +43,11 @@ def default_random_model(folder: Path, params_path: Path) -> Path:
 
 
 def faces(data: Path | None, split: str, limit: int | None = None) -> np.ndarray:
-    """A prepared split's faces (N x 48 x 48, uint8), or 2,000 random ones without --data."""
+    """A prepared split's faces (N x 48 x 48, uint8; `limit` drawn at random), or random
+    faces without --data (2,000, or `limit`)."""
     if data is None:
-        return np.random.default_rng(
-            {"public_test": 1, "private_test": 2, "train": 3}[split]
-        ).integers(0, 256, (2000, 48, 48), dtype=np.uint8)
+        rng = np.random.default_rng({"public_test": 1, "private_test": 2, "train": 3}[split])
+        return rng.integers(0, 256, (limit or 2000, 48, 48), dtype=np.uint8)
     from ferx.data.splits import load_split
 
     x, _ = load_split(data / f"{split}.npz")
@@ -121,7 +121,11 @@ def main() -> None:
             public, private = labels["public_test"], labels["private_test"]
             verdict = judge_int8(public["float"], public[mode], speeds["float"][0], speeds[mode][0])
             same_private = 100 * float(np.mean(private["float"] == private[mode]))
-            print(f"int8 {mode}: {verdict.reason} (PublicTest; PrivateTest: {same_private:.2f} %)")
+            caveat = "" if args.model and args.data else "; random model or faces: not a verdict"
+            print(
+                f"int8 {mode}: {verdict.reason} (PublicTest; PrivateTest: {same_private:.2f} %"
+                f"{caveat})"
+            )
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def test_new_options_off_draw_no_random_numbers_so_old_runs_keep_their_bits():
     # today's recipe with crop, mixup and cutmix off: the same images from the same draws as
     # the composition of before (flip and warp, then erasing), and the generator ends in the
     # same state, so every later batch of an epoch is drawn as before too
-    params = AugmentParams(erase=0.5, mixup=0.0, cutmix=0.0)  # explicit: defaults may move
+    params = AugmentParams(erase=0.5, crop=0, mixup=0.0, cutmix=0.0)  # explicit: defaults move
     ours, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     out = augment_batch(_batch(), params, ours)
     mixed, mix = mix_batch(out, params, ours)

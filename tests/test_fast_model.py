@@ -40,6 +40,12 @@ def test_equal_speed_goes_to_the_higher_accuracy_whatever_the_order():
     assert choose_fast_model([b, a], FER).chosen == b
 
 
+def test_equal_speed_and_accuracy_go_to_the_first_name_whatever_the_order():
+    a, b = Point("a", 0.660, 0.640, 4000.0), Point("b", 0.660, 0.650, 4000.0)
+    assert choose_fast_model([b, a], FER).chosen == a
+    assert choose_fast_model([a, b], FER).chosen == a
+
+
 def test_no_point_meeting_the_goal_says_why_for_each():
     choice = choose_fast_model([Point("slow", 0.7, 0.7, 2500.0)], FER, min_speedup=2.0)
     assert choice.chosen is None
@@ -51,8 +57,10 @@ def test_no_point_meeting_the_goal_says_why_for_each():
     [
         ([Point("a", 0.7, 0.7, 1.0), Point("a", 0.6, 0.6, 2.0)], FER),
         ([Point("a", 0.7, 0.7, 1.0)], Point("fer", 0.6, 0.6, 0.0)),
+        ([Point("a", float("nan"), 0.7, 5000.0)], FER),
+        ([Point("a", 0.7, 0.7, float("inf"))], FER),
     ],
-    ids=["a name twice", "anchor without speed"],
+    ids=["a name twice", "anchor without speed", "a missing accuracy", "an infinite speed"],
 )
 def test_a_table_it_cannot_judge_is_refused(points, anchor):
     with pytest.raises(ValueError, match="choose_fast_model"):

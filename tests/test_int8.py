@@ -87,3 +87,22 @@ def test_an_int8_copy_opens_as_a_ferx_model_and_says_it_is_int8(tmp_path, mode):
 def test_static_quantisation_without_calibration_faces_is_refused(tmp_path):
     with pytest.raises(ValueError, match="calibration"):
         quantize(tmp_path / "float.onnx", tmp_path / "int8.onnx", "static")
+
+
+def test_quantize_will_not_overwrite_its_model_nor_copy_a_foreign_one(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model = tmp_path / "float.onnx"
+    model.write_bytes(b"not touched")
+    with pytest.raises(ValueError, match="the model itself"):
+        quantize(model, tmp_path / "." / "float.onnx", "dynamic")
+    assert model.read_bytes() == b"not touched"
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    onnx.save(onnx.helper.make_model(graph), str(model))
+    with pytest.raises(ValueError, match="not a ferx export"):
+        quantize(model, tmp_path / "int8.onnx", "dynamic")
+    assert not (tmp_path / "int8.onnx").exists()

@@ -36,34 +36,46 @@ def _off_or(value: float, text: str) -> str:
     return text if value else "off"
 
 
+def _mixing(mixup: float, cutmix: float) -> str:
+    if mixup and cutmix:  # ferx.training.augment.mix_batch: one or the other per batch
+        return f"mixup (alpha {mixup:g}) or CutMix (alpha {cutmix:g}), one per batch at even odds"
+    return (
+        f"mixup {_off_or(mixup, f'alpha {mixup:g}')}, CutMix {_off_or(cutmix, f'alpha {cutmix:g}')}"
+    )
+
+
 def recipe(train: TrainParams) -> str:
     """The baseline's recipe in one sentence, from params.yaml's `train` section (the report
-    stage declares it, so a card never describes another run's recipe): what a reader needs
-    to tell this network and training from the paper's, and to train it again."""
+    stage declares it, so `dvc repro` rewrites the card whenever it changes): the network and
+    the training choices a reader compares with the paper's; params.yaml holds the rest
+    (momentum, plateau settings, the stem, the pixel normalisation)."""
     model, aug = train.model, train.augment
     attention = {"se": "squeeze-and-excitation", "eca": "ECA channel attention"}
     network = model.arch
     if model.arch == "mini_xception":  # the other networks have fixed widths, no attention
-        network += f", widths {', '.join(map(str, model.widths))}" + (
-            f", {attention[model.attention]} in each residual module"
+        network += f" (module widths {', '.join(map(str, model.widths))}; " + (
+            f"{attention[model.attention]} in each residual module)"
             if model.attention in attention
-            else ", no channel attention"
+            else "no channel attention)"
         )
     augment = [
         "horizontal flips" if aug.hflip else "no flips",
-        f"rotations up to {aug.rotate_deg:g} degrees",
-        f"shifts up to {100 * aug.translate:g} %",
-        f"zoom up to {100 * aug.scale:g} %",
+        f"rotations up to {aug.rotate_deg:g} degrees" if aug.rotate_deg else "no rotations",
+        f"shifts up to {100 * aug.translate:g} %" if aug.translate else "no shifts",
+        f"zoom up to ±{100 * aug.scale:g} %" if aug.scale else "no zoom",
         f"random {aug.crop}-pixel crops" if aug.crop else "whole faces",
-        f"random erasing {_off_or(aug.erase, f'p {aug.erase:g}')}",
-        f"mixup {_off_or(aug.mixup, f'alpha {aug.mixup:g}')}",
-        f"CutMix {_off_or(aug.cutmix, f'alpha {aug.cutmix:g}')}",
+        f"random erasing {_off_or(aug.erase, f'with probability {aug.erase:g}')}",
+        _mixing(aug.mixup, aug.cutmix),
     ]
+    epochs = f"up to {train.epochs} epochs (early stopping after {train.patience} without gain)"
     ema = _off_or(train.ema, f"{train.ema:g}" + (", warmed up" if train.ema_warmup else ""))
+    warmup = f", {train.warmup_epochs} warm-up epochs" if train.warmup_epochs else ""
     return (
-        f"{network}; {train.epochs} epochs of {train.optimizer} (learning rate {train.lr:g}, "
-        f"{train.schedule} schedule, batch {train.batch_size}, label smoothing "
-        f"{train.label_smoothing:g}, weight EMA {ema}); augmentation: {', '.join(augment)}"
+        f"{network}; {epochs if train.patience else f'{train.epochs} epochs'} of "
+        f"{train.optimizer} (learning rate {train.lr:g}, {train.schedule} schedule{warmup}, "
+        f"weight decay {train.weight_decay:g}, batch {train.batch_size}, label smoothing "
+        f"{train.label_smoothing:g}, weight EMA {ema}), epoch kept on PublicTest "
+        f"{train.select_metric}; augmentation: {', '.join(augment)}"
     )
 
 
@@ -203,6 +215,12 @@ def model_card(root: str | Path = ".", train_params: TrainParams | None = None) 
         f"{cost[m]['efficiency']:.1f}"
         for m in MODELS
     )
+    recipe_line = (
+        "Baseline recipe (params.yaml `train`; improve fine-tunes it by its own `improve` "
+        f"section, with the same network and augmentation): {recipe(train_params)}."
+        if train_params
+        else ""
+    )
     body = f"""
 # ferx {arch}: facial-expression recognition on 48x48 grayscale faces
 {warning}
@@ -211,7 +229,7 @@ Two models from one `dvc repro` of ferx (this repository): `baseline`, the
 ({improve["weighting"]} weighting, {improve["retrain"]} layers) for the rare classes. Files:
 `models/baseline.pt`, `models/improved.pt` (PyTorch state dicts, loaded with
 `weights_only=True`) and `models/*.onnx` (ONNX, checked against PyTorch on PrivateTest).
-{f"Recipe (params.yaml `train`): {recipe(train_params)}." if train_params else ""}
+{recipe_line}
 {f"How they trained: {how}." if how else ""}
 
 ## Intended use

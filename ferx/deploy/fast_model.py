@@ -4,6 +4,7 @@ frontier that meets the goal against `fer`, read on PublicTest.
 The goal: at least `min_speedup` times `fer`'s faces/s at batch 1, measured in the same run on
 the same CPU, and not behind `fer` in accuracy or macro-F1. Every figure compared is
 PublicTest's (the split that chooses); PrivateTest is reported by whoever prints the choice.
+No caller yet: the fast model's frontier study (issue 43, item 3) and the release will use it.
 "Cheapest" is the most faces/s: speed is what the fast model is for, and a slower point that
 also meets the goal buys accuracy the accurate model already offers. Ties go to the higher
 accuracy, then the name, so the choice never depends on the table's order.
@@ -11,6 +12,7 @@ accuracy, then the name, so the choice never depends on the table's order.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 MIN_SPEEDUP = 1.5  # issue 43: at least 1.5x fer's faces/s at batch 1 (aim: 2x)
@@ -35,7 +37,8 @@ class Choice:
 
 
 def shortfall(point: Point, anchor: Point, min_speedup: float = MIN_SPEEDUP) -> str:
-    """What keeps `point` from the goal, in one line; empty when it meets it."""
+    """What keeps `point` from the goal, in one line; empty when it meets it (the figures
+    checked by choose_fast_model)."""
     missing = []
     if point.faces_per_s < min_speedup * anchor.faces_per_s:
         missing.append(
@@ -57,8 +60,13 @@ def choose_fast_model(
     points: list[Point], anchor: Point, min_speedup: float = MIN_SPEEDUP
 ) -> Choice:
     """The fastest point that meets the goal (ties: higher accuracy, then name)."""
-    if anchor.faces_per_s <= 0:
-        raise ValueError(f"choose_fast_model: {anchor.name}'s faces/s must be positive")
+    for point in (anchor, *points):
+        figures = (point.accuracy, point.macro_f1, point.faces_per_s)
+        if not all(math.isfinite(f) for f in figures) or point.faces_per_s <= 0:
+            raise ValueError(
+                f"choose_fast_model: {point.name} needs finite figures and positive faces/s, "
+                f"got {figures}"
+            )
     names = [p.name for p in points]
     if len(set(names)) < len(names):
         raise ValueError(f"choose_fast_model: each point once, got {names}")

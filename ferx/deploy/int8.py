@@ -86,34 +86,45 @@ class _Faces:
 def quantize(
     model_path: Path, out_path: Path, mode: str, calibration: np.ndarray | None = None
 ) -> Path:
-    """An int8 copy of an exported ferx model, with its metadata (so OnnxModel opens it):
-    `dynamic` quantises the weights and each activation on the fly; `static` writes QDQ nodes
-    with activation ranges from `calibration` faces (Training faces: never a test split)."""
-    import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
-
+    """An int8 copy of an exported ferx model, with its metadata (so OnnxModel opens it),
+    written atomically: `dynamic` quantises the weights and each activation on the fly;
+    `static` writes QDQ nodes with activation ranges from `calibration` faces (Training
+    faces: never a test split)."""
     if mode not in MODES:
         raise ValueError(f"quantize: mode must be one of {MODES}, got {mode!r}")
     if mode == "static" and (calibration is None or not len(calibration)):
         raise ValueError("quantize: static quantisation needs calibration faces")
-    if mode == "dynamic":
-        quantize_dynamic(str(model_path), str(out_path), weight_type=QuantType.QInt8)
-    else:
-        quantize_static(
-            str(model_path),
-            str(out_path),
-            _Faces(calibration),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-        )
-    source, quantised = onnx.load(str(model_path)), onnx.load(str(out_path))
+    if Path(out_path).resolve() == Path(model_path).resolve():
+        raise ValueError(f"quantize: {out_path} is the model itself; write the copy elsewhere")
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    from ferx.atomic import write_atomic
+
+    source = onnx.load(str(model_path))
     meta = {p.key: p.value for p in source.metadata_props}
-    if META_KEY in meta:  # the network and classes, plus a note of what was done to it
-        tagged = {**json.loads(meta[META_KEY]), "int8": mode}
-        meta[META_KEY] = json.dumps(tagged)
+    if META_KEY not in meta:
+        raise ValueError(f"quantize: {model_path} has no '{META_KEY}' metadata: not a ferx export")
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "int8.onnx"
+        if mode == "dynamic":
+            quantize_dynamic(str(model_path), str(raw), weight_type=QuantType.QInt8)
+        else:
+            quantize_static(
+                str(model_path),
+                str(raw),
+                _Faces(calibration),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+            )
+        quantised = onnx.load(str(raw))
+    # the network and classes, plus a note of what was done to it
+    meta[META_KEY] = json.dumps({**json.loads(meta[META_KEY]), "int8": mode}, sort_keys=True)
     del quantised.metadata_props[:]
     for key, value in meta.items():
         quantised.metadata_props.add(key=key, value=value)
-    onnx.save(quantised, str(out_path))
-    return out_path
+    write_atomic(out_path, lambda tmp: onnx.save(quantised, str(tmp)), suffix=".onnx")
+    return Path(out_path)
