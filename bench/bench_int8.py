@@ -17,7 +17,6 @@ Without --model it exports a freshly initialised network of params.yaml's defaul
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -54,27 +53,6 @@ def faces(data: Path | None, split: str, limit: int | None = None) -> np.ndarray
     return x if limit is None else x[np.random.default_rng(0).permutation(len(x))[:limit]]
 
 
-def timed(paths: dict[str, Path], args) -> dict[str, tuple[float, float]]:
-    """Median faces/s at batch 1 and at --batch per graph, timed in alternating rounds."""
-    from ferx.analysis.cost import onnxruntime_speed
-
-    one: dict[str, list[float]] = {name: [] for name in paths}
-    many: dict[str, list[float]] = {name: [] for name in paths}
-    for round_ in range(args.rounds):
-        order = list(paths) if round_ % 2 == 0 else list(paths)[::-1]
-        for name in order:
-            speed = onnxruntime_speed(paths[name], args.batch, args.threads, seconds=args.seconds)
-            one[name].append(1000 / speed["latency_ms_batch1"])
-            many[name].append(speed["throughput_img_s"])
-        print(
-            f"round {round_ + 1}: "
-            + ", ".join(f"{n} {one[n][-1]:.0f}" for n in paths)
-            + " faces/s (batch 1)",
-            flush=True,
-        )
-    return {n: (statistics.median(one[n]), statistics.median(many[n])) for n in paths}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="an exported ferx ONNX file")
@@ -107,7 +85,9 @@ def main() -> None:
         )
         for name, path in paths.items():
             print(f"{name:<8} {path.stat().st_size / 1e3:8.0f} kB")
-        speeds = timed(paths, args)
+        from bench_onnx import time_alternately  # beside this file: the same alternating rounds
+
+        speeds = time_alternately(paths, args, args.threads)
         labels = {
             split: {
                 name: OnnxModel(path, args.threads).logits(faces(args.data, split)).argmax(1)
@@ -115,8 +95,6 @@ def main() -> None:
             }
             for split in ("public_test", "private_test")
         }
-        for name, (single, batched) in speeds.items():
-            print(f"{name:<8} {single:8.0f} faces/s at batch 1, {batched:8.0f} at {args.batch}")
         for mode in args.modes:
             public, private = labels["public_test"], labels["private_test"]
             verdict = judge_int8(public["float"], public[mode], speeds["float"][0], speeds[mode][0])
