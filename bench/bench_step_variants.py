@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     print(describe_cpu(), flush=True)  # no figure without the machine it came from
     torch.manual_seed(0)
-    model = build_model(ModelConfig(widths=(32, 64, 128, 256)))
+    model = build_model(ModelConfig(widths=(32, 64, 128, 256), attention="eca"))  # the default
     model = model.to(memory_format=torch.channels_last).train()
     optimizer = make_optimizer(model, TrainParams())
     run = torch.compile(model) if args.mode == "compile" else model

@@ -106,10 +106,12 @@ def train_rate(
     arch: str = "mini_xception",
     precision: str = "fp32",
     widths: tuple[int, ...] | None = None,
+    config: ModelConfig | None = None,
 ) -> float:
+    """Training img/s of `config` (else `arch` at `widths`, no attention)."""
     torch.manual_seed(0)
     fmt = memory_format(layout)
-    model = build_model(_config(arch, widths)).to(memory_format=fmt)
+    model = build_model(config or _config(arch, widths)).to(memory_format=fmt)
     optimizer = make_optimizer(model, TrainParams())
     step = training_step(model, optimizer, batch, fmt, precision, AugmentParams())
     return steps_per_second(step, batch, seconds) * batch
@@ -321,10 +323,14 @@ def _model_config(train: TrainParams) -> ModelConfig:
 
 def _train_step_rate(train: TrainParams, runtime: RuntimeParams, seconds: float) -> float:
     """The training step's img/s in `train`'s precision as the loop runs it (auto resolved)."""
-    widths = tuple(train.model.widths) if train.model.arch == "mini_xception" else None
     precision = resolve_precision(train.precision, torch.device("cpu")).precision
+    # the whole model section (attention included), as the train stage builds it
     return train_rate(
-        runtime.memory_format, train.batch_size, seconds, train.model.arch, precision, widths
+        runtime.memory_format,
+        train.batch_size,
+        seconds,
+        precision=precision,
+        config=_model_config(train),
     )
 
 

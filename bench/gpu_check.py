@@ -46,7 +46,7 @@ from ferx.training.run_spec import RunSpec  # noqa: E402
 
 def step_rate(device: torch.device, precision: str, batch: int, seconds: float) -> float:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(widths=(32, 64, 128, 256))).to(device).train()
+    model = build_model(ModelConfig(widths=(32, 64, 128, 256), attention="eca")).to(device).train()
     model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, TrainParams())
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")

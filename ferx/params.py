@@ -105,8 +105,10 @@ class ModelParams(Section):
     # mini_xception only: channel attention on each residual module's main branch, after its
     # max-pool: se (squeeze-and-excitation, Hu et al. 2018, hidden width channels / 8, at
     # least 8) or eca (efficient channel attention, Wang et al. 2020: a 1-D convolution across
-    # the pooled channels); none builds exactly the network (and initial weights) of before
-    attention: Literal["none", "se", "eca"] = "none"
+    # the pooled channels); none builds exactly the network (and initial weights) of before.
+    # eca is the default since 2026-12-08 (ablations/stronger.yaml, docs/results.md); the
+    # other networks need none
+    attention: Literal["none", "se", "eca"] = "eca"
 
 
 class AugmentParams(Section):
@@ -178,7 +180,10 @@ class TrainParams(Section):
                 "crops work with mini_xception and resnet18"
             )
         if self.model.attention != "none" and self.model.arch != "mini_xception":
-            raise ValueError(f"model.attention: {self.model.attention} is mini_xception only")
+            raise ValueError(
+                f"model.attention: {self.model.attention} is mini_xception only"
+                f" (with model.arch: {self.model.arch}, set model.attention: none)"
+            )
         if self.ema_warmup and self.ema == 0:
             raise ValueError("ema_warmup: true needs ema > 0 (the decay it warms up to)")
         check_warmup(self.warmup_epochs, self.epochs, self.schedule)

@@ -44,9 +44,13 @@ def _trained_like(arch: str, attention: str = "none") -> torch.nn.Module:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_onnx_runtime_gives_pytorchs_logits_for_every_network(tmp_path, arch):
-    model = _trained_like(arch)
+@pytest.mark.parametrize(
+    ("arch", "attention"),
+    # and the default's ECA (its 1-D convolution and gate run in ONNX Runtime too)
+    [(arch, "none") for arch in ARCHITECTURES] + [("mini_xception", "eca")],
+)
+def test_onnx_runtime_gives_pytorchs_logits_for_every_network(tmp_path, arch, attention):
+    model = _trained_like(arch, attention)
     export_onnx(model, tmp_path / "m.onnx", {"source": "synthetic"})
     onnx_model = OnnxModel(tmp_path / "m.onnx")
     reference = predict_logits(model, torch.from_numpy(FACES).unsqueeze(1)).numpy()

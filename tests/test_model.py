@@ -23,16 +23,23 @@ def test_parameter_count_is_the_papers():
     assert count_parameters(model, trainable_only=False) == 58_423  # Keras total (BN stats)
 
 
-def test_the_default_network_is_the_mini_xception_at_twice_the_papers_widths():
+def test_the_default_network_is_the_mini_xception_at_twice_the_papers_widths_with_eca():
     from ferx.params import Params
     from ferx.training.run import model_config
 
     # the whole model section (attention included), as the train stage builds it: a change of
     # the default network must change the figures below
-    model = build_model(model_config(Params().train.model)).eval()
-    assert count_parameters(model) == 199_671
-    assert count_flops(model) == 16_382_943  # fvcore: one multiply-add is one flop
+    section = Params().train.model
+    model = build_model(model_config(section)).eval()
+    assert len([m for m in model.modules() if isinstance(m, EfficientChannelAttention)]) == 4
+    assert count_parameters(model) == 199_687  # ECA's four 1-D kernels: 3 + 3 + 5 + 5
+    # fvcore: one multiply-add is one flop; of ECA only its Conv1d counts (2,208)
+    assert count_flops(model) == 16_385_151
     assert model.features(torch.rand(2, 1, 48, 48) * 255).shape == (2, 256, 3, 3)
+    # without attention: the default network to 2026-12-07 (its published figures)
+    plain = build_model(model_config(section.model_copy(update={"attention": "none"}))).eval()
+    assert count_parameters(plain) == 199_671
+    assert count_flops(plain) == 16_382_943
 
 
 def test_output_and_feature_shapes():

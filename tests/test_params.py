@@ -13,6 +13,8 @@ def test_shipped_params_yaml_is_valid_and_matches_the_defaults():
     # the default network is the mini-Xception at twice the paper's widths (chosen on
     # PublicTest); ModelConfig's own default, what old checkpoints load as, stays the paper's
     assert params.train.model.widths == [32, 64, 128, 256]
+    # with ECA since 2026-12-08 (ablations/stronger.yaml: the rule's winner on PublicTest)
+    assert params.train.model.attention == "eca"
 
 
 def test_empty_file_gives_defaults(tmp_path):
@@ -64,12 +66,22 @@ def test_empty_file_gives_defaults(tmp_path):
         ({"train": {"augment": {"crop": 48}}}, ["train.augment.crop", "less than or equal to 47"]),
         ({"train": {"augment": {"mixup": -0.2}}}, ["train.augment.mixup"]),
         (
-            {"train": {"augment": {"crop": 40}, "model": {"arch": "baseline_cnn"}}},
+            {
+                "train": {
+                    "augment": {"crop": 40},
+                    "model": {"arch": "baseline_cnn", "attention": "none"},
+                }
+            },
             ["train:", "augment.crop", "whole 48x48 faces"],
         ),
         (
             {"train": {"model": {"arch": "resnet18", "attention": "se"}}},
             ["train:", "model.attention: se is mini_xception only"],
+        ),
+        (
+            # the default's eca, with another network set alone: the error says what to add
+            {"train": {"model": {"arch": "baseline_cnn"}}},
+            ["train:", "model.attention: eca is mini_xception only", "set model.attention: none"],
         ),
         ({"train": {"model": {"attention": "cbam"}}}, ["train.model.attention", "'eca'"]),
         ({"train": {"ema_warmup": True}}, ["train:", "ema_warmup: true needs ema > 0"]),

@@ -188,7 +188,7 @@ def test_whole_pipeline_then_experiments_rerun_only_what_follows(tmp_path):
         e for e in EVALUATE if "improved" in e
     }
     cost = json.loads((root / "metrics/cost.json").read_text())
-    assert cost["baseline"]["parameters"] == 199_671 and cost["improved"]["efficiency"] > 0
+    assert cost["baseline"]["parameters"] == 199_687 and cost["improved"]["efficiency"] > 0
     assert "0.002" in dvc(root, "exp", "show", "--json").stdout
     # a readable table: one headline metrics file, at most 31 metric columns (28 figures, the
     # precision each model trained in, the machine)

@@ -449,15 +449,16 @@ def test_the_card_states_the_recipe_of_params_train(tmp_path):
     assert (
         "Baseline recipe (params.yaml `train`; improve fine-tunes it by its own `improve` "
         "section, with the same network and augmentation): mini_xception (module widths 32, "
-        "64, 128, 256; no channel attention); 40 epochs of adam (learning rate 0.001, cosine "
-        "schedule, weight decay 0, batch 32, label smoothing 0.1, weight EMA off), epoch kept "
+        "64, 128, 256; ECA channel attention in each residual module); 40 epochs of adam "
+        "(learning rate 0.001, cosine schedule, weight decay 0, batch 32, label smoothing 0.1, "
+        "weight EMA off), epoch kept "
         "on PublicTest accuracy; augmentation: horizontal flips, rotations up to 10 degrees, "
         "shifts up to 10 %, zoom up to ±10 %, whole faces, random erasing off, mixup off, "
         "CutMix off." in card
     )
     stronger = train.model_copy(
         update={
-            "model": train.model.model_copy(update={"attention": "eca"}),
+            "model": train.model.model_copy(update={"attention": "se"}),
             "augment": train.augment.model_copy(
                 update={"mixup": 0.2, "crop": 40, "rotate_deg": 0, "translate": 0, "scale": 0}
             ),
@@ -468,7 +469,9 @@ def test_the_card_states_the_recipe_of_params_train(tmp_path):
         }
     )
     card = model_card(root, stronger)
-    assert "ECA channel attention in each residual module" in card
+    assert "squeeze-and-excitation in each residual module" in card
+    plain = train.model_copy(update={"model": train.model.model_copy(update={"attention": "none"})})
+    assert "(module widths 32, 64, 128, 256; no channel attention)" in model_card(root, plain)
     assert "no rotations, no shifts, no zoom, random 40-pixel crops" in card
     assert "mixup alpha 0.2, CutMix off" in card
     assert "up to 40 epochs (early stopping after 5 without gain) of adam" in card
@@ -477,7 +480,9 @@ def test_the_card_states_the_recipe_of_params_train(tmp_path):
         update={"augment": stronger.augment.model_copy(update={"cutmix": 1.0})}
     )
     assert "mixup (alpha 0.2) or CutMix (alpha 1), one per batch" in model_card(root, both)
-    resnet = train.model_copy(update={"model": train.model.model_copy(update={"arch": "resnet18"})})
+    resnet = train.model_copy(
+        update={"model": train.model.model_copy(update={"arch": "resnet18", "attention": "none"})}
+    )
     assert "augmentation): resnet18; 40 epochs" in model_card(root, resnet)
 
 

@@ -38,7 +38,7 @@ class Pointwise(nn.Conv2d):
     mid-epoch, on the ragged last batch), and its NCHW 1x1 kernel is slow at these channel
     counts (21 ms vs 12 ms for a matmul, forward+backward at 64x16x44x44). As a GEMM over NHWC
     memory the 1x1 convolution is safe and lets the whole model run channels_last: 1.35x
-    NCHW's training images/s at batch 32 on the default network (BENCHMARKS.md,
+    NCHW's training images/s at batch 32 on the default widths (BENCHMARKS.md,
     bench/bench_train.py).
     """
 

@@ -9,8 +9,9 @@ modules: for 16, 32, 64, 128 filters:
 head:    3x3 conv to 7 channels (bias) -> global average pooling -> logits
 
 56,951 trainable parameters at the paper's widths; the default trains it at twice those
-widths (train.model.widths). The model takes raw pixels (0..255, shape N x 1 x 48 x 48) and
-normalises them itself, so a checkpoint carries its preprocessing.
+widths with ECA (train.model.widths and .attention: 199,687 parameters). The model takes raw
+pixels (0..255, shape N x 1 x 48 x 48) and normalises them itself, so a checkpoint carries its
+preprocessing.
 """
 
 from __future__ import annotations
