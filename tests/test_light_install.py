@@ -68,6 +68,16 @@ def test_the_wheel_without_extras_predicts_with_onnx_and_installs_no_torch(tmp_p
     x, y, w, h = found["face_box"]  # found by the numpy cascade: there is no OpenCV
     assert abs(x + w / 2 - 260) < 40 and abs(y + h / 2 - 150) < 40
 
+    from ferx.deploy.release import released_model
+
+    if released_model() is not None:  # the wheel carries the committed release: no --model
+        plain = _run([str(bin_dir / "ferx-predict"), "photo.png", "--json"], cwd=tmp_path, env=env)
+        assert plain.returncode == 0, plain.stderr
+        answer = json.loads(plain.stdout)
+        assert "ferx's released model" in answer["model_is"]
+        assert "site-packages" in answer["model"]  # the installed wheel's copy, not the repo's
+        assert answer["predictions"][0]["predicted"] is not None
+
     # the Python API, the same face and label
     code = (
         "from ferx import Recognizer; import json; "

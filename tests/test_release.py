@@ -68,6 +68,39 @@ def test_a_real_run_is_released_with_figures_that_hold_together(run, tmp_path):
     card = (target / release.CARD).read_text()
     assert "PrivateTest was never used to choose" in card and "# the run's card" in card
     assert "research" in card and release._percent(private["accuracy"]) in card
+    # not a git checkout: the manifest and the card say so rather than invent a commit
+    assert manifest["made_with"] == {
+        "command": "dvc repro, then ferx-release",
+        "commit": None,
+        "tracked_files_changed": None,
+    }
+    assert "outside a git checkout" in card
+
+
+def test_the_release_names_the_commit_of_the_run(run, tmp_path):
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(run), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    git("init", "-q")
+    (run / "params.yaml").write_text("train: {}\n")
+    git("add", "params.yaml")
+    git("commit", "-q", "-m", "run")
+    commit = git("rev-parse", "HEAD")
+    manifest = release.make_release(run, run / "data/prepared", tmp_path / "release")
+    assert manifest["made_with"]["commit"] == commit
+    assert manifest["made_with"]["tracked_files_changed"] is False
+    assert f"at commit `{commit}` of ferx" in (tmp_path / "release" / release.CARD).read_text()
+    (run / "params.yaml").write_text("train: {epochs: 1}\n")  # the run's params were edited
+    again = release.make_release(run, run / "data/prepared", tmp_path / "release", overwrite=True)
+    assert again["made_with"]["tracked_files_changed"] is True
+    assert "with tracked files changed" in (tmp_path / "release" / release.CARD).read_text()
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import subprocess
 import sys
 from datetime import date
 from pathlib import Path
@@ -79,6 +80,23 @@ def _macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
     return float(f1.mean())
 
 
+def source_commit(root: Path) -> dict[str, Any]:
+    """The git commit the run's code came from, and whether tracked files differed from it
+    (None when `root` is not a git checkout): with params.yaml and the card, what makes the
+    release reproducible."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        except OSError:  # no git installed
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "tracked_files_changed": bool(changes) if commit else None}
+
+
 def _run_file(root: Path, relative: Path) -> Path:
     path = root / relative
     if not path.is_file():
@@ -127,6 +145,7 @@ def make_release(
         "class_names": list(CLASS_NAMES),
         "released": date.today().isoformat(),
         "made_by": "ferx-release",
+        "made_with": {"command": "dvc repro, then ferx-release", **source_commit(root)},
         "figures": figures,
         "files": {},
     }
@@ -172,6 +191,14 @@ def _figure_line(name: str, figures: dict[str, Any]) -> str:
     )
 
 
+def _made_at(made_with: dict[str, Any]) -> str:
+    commit = made_with.get("commit")
+    if not commit:
+        return "outside a git checkout (no commit recorded)"
+    changed = " with tracked files changed" if made_with.get("tracked_files_changed") else ""
+    return f"at commit `{commit}` of ferx{changed}"
+
+
 def release_card(run_card: str, manifest: dict[str, Any]) -> str:
     """The run's model card with the release's own section first: what the weights are, the
     data's terms, the protocol and the figures with their intervals."""
@@ -190,6 +217,9 @@ are 48x48, mostly frontal, and its labels are noisy; expect less on other faces.
 
 **Protocol**: every choice (the epoch kept, the improve variant) was made on PublicTest;
 PrivateTest was never used to choose and is reported.
+
+**Made with** `dvc repro` (the default params.yaml, FER2013 in data/raw/) then `ferx-release`,
+{_made_at(manifest["made_with"])}.
 
 | split | accuracy [95% interval] | macro-F1 [95% interval] | faces |
 |---|---|---|---|
