@@ -118,7 +118,10 @@ def test_what_a_caller_can_get_wrong_is_one_clear_error(tmp_path, model_path, im
 
 
 def test_a_missing_or_wrong_model_is_a_clear_error(tmp_path, monkeypatch):
+    from ferx.deploy import release
+
     monkeypatch.chdir(tmp_path)  # no models/ here
+    monkeypatch.setattr(release, "RELEASE_DIR", tmp_path / "no_release")  # and no release
     with pytest.raises(RecognizerError, match=r"no model given and none found at models/"):
         Recognizer()
     with pytest.raises(RecognizerError, match=r"nothing.onnx: no such model file"):
